@@ -1,0 +1,3 @@
+"""Ceph RBD iSCSI gateway."""
+
+__version__ = "0.1.0"

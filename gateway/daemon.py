@@ -1,0 +1,20 @@
+"""Entry point of ``rbd-target-gw``: the gateway daemon (not implemented yet)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gateway import settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rbd-target-gw", description="the gateway daemon")
+    settings.add_cfg_argument(parser)
+    parser.parse_args(argv)
+    print("rbd-target-gw: not implemented yet", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
