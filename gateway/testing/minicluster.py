@@ -291,6 +291,12 @@ rbd default features = 61
 rbd cache = false
 debug ms = 0
 
+[client]
+# Many clients (tests, gateways, fio, tgtd) share this conf: no shared admin socket path,
+# and no per-client log files piling up.
+admin socket =
+log file =
+
 [mon]
 mon data = {d}/mon/$name
 mon initial members = {MON_ID}
