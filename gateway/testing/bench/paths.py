@@ -87,6 +87,7 @@ class Tgtd:
         self.portal = portal
         self.log = log
         self.proc: subprocess.Popen | None = None
+        self.tids: list[int] = []
 
     def start(self, env: dict[str, str]) -> None:
         with open(self.log, "ab") as out:
@@ -109,6 +110,7 @@ class Tgtd:
 
     def export(self, tid: int, iqn: str, bstype: str, backing: str, bsopts: str | None = None) -> None:
         self.adm("--op", "new", "--mode", "target", "--tid", str(tid), "-T", iqn)
+        self.tids.append(tid)
         args = ["--op", "new", "--mode", "logicalunit", "--tid", str(tid), "--lun", "1",
                 "--bstype", bstype, "--backing-store", backing]
         if bsopts:
@@ -119,6 +121,9 @@ class Tgtd:
     def stop(self) -> None:
         if self.proc is None:
             return
+        # tgtd ignores SIGTERM and refuses to stop while targets exist: delete them first.
+        for tid in self.tids:
+            self.adm("--op", "delete", "--mode", "target", "--tid", str(tid), "--force", check=False)
         subprocess.run(["tgtadm", "-C", str(self.control_port), "--op", "delete", "--mode", "system"],
                        capture_output=True, timeout=30)
         try:
