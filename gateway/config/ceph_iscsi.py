@@ -24,6 +24,7 @@ from gateway.config import codec
 from gateway.config.crypto import NO_CIPHER, SecretCipher
 from gateway.config.errors import ValidationError
 from gateway.config.model import (
+    REDACTED_SECRET,
     ChapAuth,
     Client,
     ClusterConfig,
@@ -37,7 +38,7 @@ from gateway.config.model import (
 from gateway.config.validation import violations
 
 SCHEMA_VERSION = 11
-REDACTED = "<redacted>"  # not a valid CHAP secret, so a redacted export cannot be imported by mistake
+REDACTED = REDACTED_SECRET
 SECRET_MODES = ("redacted", "plain", "stored")
 EMPTY_AUTH = {"username": "", "password": "", "password_encryption_enabled": False,
               "mutual_username": "", "mutual_password": "", "mutual_password_encryption_enabled": False}
@@ -162,8 +163,11 @@ def upgrade(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 portal["portal_ip_addresses"] = [portal.pop("portal_ip_address")]
         version = 9
     if version == 9:
-        notes.append("schema 9 used short host names; ceph-iscsi 10 renamed each to its FQDN on "
-                     "that node. Names are kept: set gateway_name in iscsi-gateway.cfg to match")
+        short = sorted(name for name in doc.get("gateways", {}) if "." not in name)
+        if short:
+            notes.append(f"gateways {', '.join(short)} have short host names (schema 9); ceph-iscsi 10 "
+                         "renamed each to its FQDN on that node. Names are kept: set gateway_name in "
+                         "iscsi-gateway.cfg to match")
         version = 10
     if version == 10:
         _v10_to_v11(doc)

@@ -18,6 +18,8 @@ from typing import Any
 
 TIME_FORMAT = "%Y/%m/%d %H:%M:%S"  # UTC, as ceph-iscsi writes timestamps
 DEFAULT_BACKSTORE = "user:rbd"
+# Stands for a secret in redacted exports; not a valid CHAP secret, so it cannot be re-imported.
+REDACTED_SECRET = "<redacted>"
 
 
 def timestamp(when: float | None = None) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.config.errors import ValidationError
-from gateway.config.model import ChapAuth, ClusterConfig, Target
+from gateway.config.model import REDACTED_SECRET, ChapAuth, ClusterConfig, Target
 from gateway.settings import DISK_CONTROLS, TARGET_CONTROLS, Setting, SettingsError, parse_controls
 
 MAX_DISKS = 256
@@ -111,6 +111,9 @@ def check_chap_username(value: str, field: str = "username") -> None:
 
 
 def check_chap_password(value: str, field: str = "password") -> None:
+    if value == REDACTED_SECRET:
+        raise ValidationError(f"CHAP {field.replace('_', ' ')} was redacted in an export; set it again",
+                              field)
     _check_chap_text(value, field, 12, 16, _CHAP_PASSWORD, "letters, digits and @ _ - /")
 
 
