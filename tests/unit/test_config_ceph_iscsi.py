@@ -153,7 +153,8 @@ def test_v3_single_target_config_upgrades_to_the_model():
 
 def test_v6_disk_keys_use_pool_and_image_fields_not_every_dot():
     doc = {"version": 6, "epoch": 1, "discovery_auth": {"chap": "", "chap_mutual": ""}, "gateways": {},
-           "disks": {"rbd.my.disk": {"pool": "rbd", "image": "my.disk", "wwn": "w1", "backstore": "user:rbd"}},
+           "disks": {"rbd.my.disk": {"pool": "rbd", "image": "my.disk", "wwn": "w1",
+                                     "backstore": "user:rbd"}},
            "targets": {IGW: {"disks": ["rbd.my.disk"], "clients": {}, "groups": {}, "portals": {},
                              "controls": {}, "ip_list": [], "acl_enabled": True}}}
     cfg, _ = ceph_iscsi.import_document(doc)
@@ -167,8 +168,9 @@ def test_v7_chap_strings_split_and_long_secrets_are_taken_as_ciphertext():
            "discovery_auth": {"chap": "discovery-user/discovery-pw1", "chap_mutual": ""},
            "targets": {IGW: {"disks": [], "groups": {}, "portals": {}, "controls": {}, "ip_list": [],
                              "acl_enabled": True,
-                             "clients": {RH7: {"auth": {"chap": f"myiscsiusername/{sealed}", "chap_mutual": ""},
-                                               "group_name": "", "luns": {}}}}}}
+                             "clients": {RH7: {
+                                 "auth": {"chap": f"myiscsiusername/{sealed}", "chap_mutual": ""},
+                                 "group_name": "", "luns": {}}}}}}
     cfg, problems = ceph_iscsi.import_document(doc, full_cipher())
     assert problems == []
     assert cfg.discovery_auth.username == "discovery-user" and cfg.discovery_auth.password == "discovery-pw1"

@@ -80,7 +80,8 @@ def test_secret_without_private_key_is_sealed_and_rewritten_verbatim():
     blind = codec.decode(stored, cipher=public_only_cipher())
     auth = blind.targets[T1].clients[INITIATOR].auth
     assert auth.password_sealed and auth.mutual_password_sealed
-    assert json.loads(codec.encode(blind, public_only_cipher())[key])["auth"] == json.loads(stored[key])["auth"]
+    rewritten = codec.encode(blind, public_only_cipher())[key]
+    assert json.loads(rewritten)["auth"] == json.loads(stored[key])["auth"]
 
 
 def test_repr_and_logs_never_show_chap_secrets(caplog):

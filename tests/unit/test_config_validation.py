@@ -114,7 +114,8 @@ def test_chap_credentials_accepted(auth):
     (ChapAuth("username1"), "password is required with a CHAP username"),
     (ChapAuth(password="password1234"), "username is required with a CHAP password"),
     (ChapAuth("username1", "password1234", "username2"), "mutual CHAP password is required"),
-    (ChapAuth("username1", "password1234", mutual_password="password5678"), "mutual CHAP username is required"),
+    (ChapAuth("username1", "password1234", mutual_password="password5678"),
+     "mutual CHAP username is required"),
     (ChapAuth(mutual_username="username2", mutual_password="password5678"), "needs one-way CHAP"),
     (ChapAuth("username1", "password1234", "username2", "password1234"), "must differ"),
     (ChapAuth("username1", "password1234", "username2", "short"), "mutual password must be 12 to 16"),
@@ -224,7 +225,8 @@ def test_gateway_names_rejected(name):
 
 
 @pytest.mark.parametrize("text, address", [
-    ("192.0.2.1", "192.0.2.1"), ("2001:DB8:0:0::1", "2001:db8::1"), ("[::1]", "::1"), ("127.0.3.1", "127.0.3.1"),
+    ("192.0.2.1", "192.0.2.1"), ("2001:DB8:0:0::1", "2001:db8::1"), ("[::1]", "::1"),
+    ("127.0.3.1", "127.0.3.1"),
 ])
 def test_portal_addresses_accepted_and_normalised(text, address):
     assert v.check_ip_address(text) == address
