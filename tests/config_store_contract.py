@@ -100,8 +100,8 @@ class ConfigStoreContract:
         store.update(lambda cfg: ops.add_target(cfg, T1))
         store.update(lambda cfg: ops.add_portal(cfg, T1, "gw1", ["192.0.2.1"]))
         store.update(lambda cfg: ops.add_disk(cfg, "rbd", "d1"))
-        done = store.update(lambda cfg: ops.map_lun(cfg, T1, "rbd/d1"))
-        assert done.result == TargetLun("rbd/d1", 0, "gw1")
+        done = store.update(ops.map_lun, T1, "rbd/d1", lun_id=3)
+        assert done.result == TargetLun("rbd/d1", 3, "gw1")
 
     def test_removed_entities_stay_removed(self, store):
         store.update(build_sample)
@@ -190,6 +190,18 @@ class ConfigStoreContract:
         client_auth = json.loads(raw_values()[codec.client_key(T1, INITIATOR)])["auth"]
         assert client_auth["password"] == "client1-secret"
         assert client_auth["password_encryption_enabled"] is False
+
+    def test_reseal_encrypts_secrets_written_before_the_key_pair_existed(self, make_store, raw_values):
+        make_store().update(build_sample)
+        key = codec.client_key(T1, INITIATOR)
+        assert b"client1-secret" in raw_values()[key]
+        store = make_store(cipher=full_cipher())
+        version = store.read_version()
+        done = store.reseal()
+        assert done.version == version + 1
+        assert b"client1-secret" not in raw_values()[key]
+        assert store.load().targets[T1].clients[INITIATOR].auth.password == "client1-secret"
+        store.close()
 
     def test_node_without_private_key_keeps_secrets_it_cannot_read(self, make_store):
         writer = make_store(cipher=full_cipher())

@@ -5,6 +5,7 @@
     python -m gateway.config import [FILE] [--force]
     python -m gateway.config status
     python -m gateway.config check
+    python -m gateway.config reseal                 # encrypt secrets stored before the key pair existed
 
 ``import`` without FILE imports the ceph-iscsi JSON blob kept in the config object's data
 (the migration path; the blob is left untouched).  It refuses to replace an existing
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="import a ceph-iscsi gateway.conf (file, or the object's data)")
     imp.add_argument("file", nargs="?")
     imp.add_argument("--force", action="store_true", help="replace an existing config")
+    sub.add_parser("reseal", help="rewrite the config so CHAP secrets stored in clear get encrypted")
     sub.add_parser("status", help="show what each gateway reported")
     sub.add_parser("check", help="list broken rules of the stored config")
     return p
@@ -74,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
             for line in problems:
                 print(f"warning: {line}", file=sys.stderr)
             print(f"imported as version {done.version}")
+        elif args.command == "reseal":
+            if not store.cipher.can_encrypt:
+                print("error: no key pair configured (priv_key/pub_key in ceph_config_dir)", file=sys.stderr)
+                return 1
+            print(f"rewritten as version {store.reseal().version}")
         elif args.command == "status":
             cfg = store.load()
             report = classify(cfg.version, cfg.gateways_of(), store.read_statuses(), time.time(),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -184,6 +185,37 @@ def diff(old: ClusterConfig, new: ClusterConfig) -> tuple[set[str], set[str]]:
     before, after = encode(old, None), encode(new, None)
     changed = {k for k, v in after.items() if before.get(k) != v}
     return changed, set(before) - set(after)
+
+
+@dataclass(frozen=True)
+class EntityChange:
+    """One entity that differs between two states: what a reconcile loop acts on."""
+
+    action: str  # "added", "changed" or "removed"
+    kind: str  # meta, discovery_auth, gateway, disk, target, portal, lun, client, group
+    ids: tuple[str, ...]  # disk: ("pool/image",); lun: (iqn, "pool/image"); client: (iqn, client)...
+
+
+def entity_ids(key: str) -> tuple[str, tuple[str, ...]]:
+    """(kind, ids) of a key, with disk names joined back into ``pool/image``."""
+    kind, parts = split_key(key)
+    if kind == "disk":
+        return kind, ("/".join(parts),)
+    if kind == "lun":
+        return kind, (parts[0], "/".join(parts[1:]))
+    return kind, tuple(parts)
+
+
+def changed_entities(old: ClusterConfig, new: ClusterConfig) -> list[EntityChange]:
+    """Entities added, changed or removed from ``old`` to ``new``, in key order."""
+    before, after = encode(old, None), encode(new, None)
+    out = []
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) == after.get(key):
+            continue
+        action = "added" if key not in before else "removed" if key not in after else "changed"
+        out.append(EntityChange(action, *entity_ids(key)))
+    return out
 
 
 def stamp(cfg: ClusterConfig, keys: Iterable[str], when: str) -> None:

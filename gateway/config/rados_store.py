@@ -34,7 +34,11 @@ from gateway.config.store import Committed, ConfigStore, Subscription, WatchCall
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 512  # below osd_max_omap_entries_per_request (1024 by default)
+# Written with every commit; sorts after every other key, so a reader knows it has read to
+# the end even when the OSD returns shorter pages than asked (a lower per-request limit).
+END_KEY = "~end"
 STATUS_PREFIX = "gateway/"
+_NOT_ENTITIES = (VERSION_KEY, UPDATED_KEY, END_KEY)
 
 
 def _rados_errno(e: Exception) -> int | None:
@@ -194,9 +198,9 @@ class RadosConfigStore(ConfigStore):
         for _ in range(100):
             values: dict[str, bytes] = {}
             version: int | None = None
-            updated, start = "", ""
+            updated, start, seen_end = "", "", False
             while True:
-                got = self._read_page(self.object_name, start, (VERSION_KEY, UPDATED_KEY))
+                got = self._read_page(self.object_name, start, (VERSION_KEY, UPDATED_KEY, END_KEY))
                 if got is None:
                     return 0, "", {}
                 head, page = got
@@ -205,16 +209,18 @@ class RadosConfigStore(ConfigStore):
                     version, updated = now, (head.get(UPDATED_KEY) or b"").decode()
                 elif now != version:
                     break  # a commit landed between two pages: read again
-                values.update((k, v) for k, v in page if k not in (VERSION_KEY, UPDATED_KEY))
-                if len(page) < self.page_size:
+                # The binding returns None for an empty value.
+                values.update((k, v or b"") for k, v in page if k not in _NOT_ENTITIES)
+                seen_end = seen_end or END_KEY not in head or any(k == END_KEY for k, _ in page)
+                if not page or (len(page) < self.page_size and seen_end):
                     return version, updated, values
                 start = page[-1][0]
         raise StoreError(f"{self.object_name} kept changing while being read (100 attempts)")
 
     def _write(self, base: int, version: int, updated: str, sets: dict[str, bytes],
                removes: Iterable[str]) -> None:
-        keys = (*sets, VERSION_KEY, UPDATED_KEY)
-        values = (*sets.values(), str(version).encode(), updated.encode())
+        keys = (*sets, VERSION_KEY, UPDATED_KEY, END_KEY)
+        values = (*sets.values(), str(version).encode(), updated.encode(), b"1")
         removes = tuple(removes)
         with rados.WriteOpCtx() as op:
             op.new(rados.LIBRADOS_CREATE_IDEMPOTENT)
@@ -280,6 +286,8 @@ class RadosConfigStore(ConfigStore):
             if got is None:
                 return out
             page = got[1]
+            if not page:  # read until an empty page: pages may be shorter than asked
+                return out
             for key, blob in page:
                 if key.startswith(STATUS_PREFIX):
                     try:
@@ -288,8 +296,6 @@ class RadosConfigStore(ConfigStore):
                         log.warning("unreadable status key %s ignored", key)
                         continue
                     out[status.gateway] = status
-            if len(page) < self.page_size:
-                return out
             start = page[-1][0]
 
     def remove_status(self, gateway: str) -> None:
@@ -307,17 +313,19 @@ class RadosConfigStore(ConfigStore):
             self._status_serial += 1
             self._status_cond.notify_all()
 
-    def _wait_status_event(self, timeout: float) -> None:
-        with self._status_cond:
-            serial = self._status_serial
+    def _status_token(self) -> int:
         if self._status_watch is None:
             try:
                 self._status_watch = _RadosSubscription(self, self.status_object, self._status_announced,
                                                         parse_version=False)
-            except rados.Error as e:
+            except (rados.Error, StoreError) as e:
                 log.warning("cannot watch %s, polling only: %s", self.status_object, e)
         with self._status_cond:
-            self._status_cond.wait_for(lambda: self._status_serial != serial, timeout)
+            return self._status_serial
+
+    def _wait_status_event(self, token: int, timeout: float) -> None:
+        with self._status_cond:
+            self._status_cond.wait_for(lambda: self._status_serial != token, timeout)
 
     # ---- migration from ceph-iscsi ------------------------------------------------------
     def read_legacy_blob(self) -> bytes | None:

@@ -95,8 +95,12 @@ class ConfigStore(ABC):
     def remove_status(self, gateway: str) -> None: ...
 
     @abstractmethod
-    def _wait_status_event(self, timeout: float) -> None:
-        """Sleep up to ``timeout``, returning early when a status is announced."""
+    def _status_token(self) -> int:
+        """A counter of status announcements seen so far (take it *before* reading statuses)."""
+
+    @abstractmethod
+    def _wait_status_event(self, token: int, timeout: float) -> None:
+        """Sleep up to ``timeout``, returning early once an announcement after ``token`` arrived."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (watches, connections the store owns)."""
@@ -127,13 +131,17 @@ class ConfigStore(ABC):
         self._announce(version)
         return Committed(version, True, new, keys=sorted(changed | removed))
 
-    def update(self, fn: Callable[[ClusterConfig], Any], *, max_attempts: int | None = None) -> Committed:
-        """Run ``fn`` on a fresh copy and commit its changes, retrying after conflicts."""
+    def update(self, fn: Callable[..., Any], *args: Any, max_attempts: int | None = None,
+               **kwargs: Any) -> Committed:
+        """Run ``fn(copy, *args, **kwargs)`` and commit its changes, retrying after conflicts.
+
+        ``store.update(ops.map_lun, iqn, "rbd/disk1", lun_id=3)`` works as well as a lambda.
+        """
         attempts = max_attempts or self.max_attempts
         for attempt in range(attempts):
             base = self.load()
             work = base.copy()
-            result = fn(work)
+            result = fn(work, *args, **kwargs)
             try:
                 done = self.commit(base, work)
             except ConflictError:
@@ -165,17 +173,34 @@ class ConfigStore(ABC):
         out.version, out.updated = version, updated
         return Committed(version, True, out, keys=sorted(set(sets) | (set(values) - set(sets))))
 
+    def reseal(self) -> Committed:
+        """Rewrite every entity in one commit, so that secrets stored in clear (before the key
+        pair existed) get encrypted.  Secrets this node cannot decrypt stay as they are."""
+        for _ in range(self.max_attempts):
+            base = self.load()
+            sets = codec.encode(base, self.cipher)
+            when = timestamp()
+            try:
+                self._write(base.version, base.version + 1, when, sets, ())
+            except ConflictError:
+                continue
+            self._announce(base.version + 1)
+            base.version, base.updated = base.version + 1, when
+            return Committed(base.version, True, base, keys=sorted(sets))
+        raise RetriesExhausted("gave up rewriting the config: it keeps changing")
+
     def wait_applied(self, version: int, gateways: Iterable[str], timeout: float,
                      dead_after: float = 10.0) -> ApplyReport:
         """Wait (at most ``timeout`` s) until every live gateway of ``gateways`` applied ``version``."""
         names = list(gateways)
         deadline = time.monotonic() + timeout
         while True:
+            token = self._status_token()
             report = classify(version, names, self.read_statuses(), time.time(), dead_after)
             remaining = deadline - time.monotonic()
             if report.complete or remaining <= 0:
                 return report
-            self._wait_status_event(min(0.25, remaining))
+            self._wait_status_event(token, min(0.25, remaining))  # the poll catches heartbeats
 
 
 # ---- in memory ----------------------------------------------------------------------------
@@ -286,8 +311,11 @@ class MemoryConfigStore(ConfigStore):
         with self.backend.lock:
             self.backend.status.pop(gateway, None)
 
-    def _wait_status_event(self, timeout: float) -> None:
+    def _status_token(self) -> int:
+        with self.backend.lock:
+            return self.backend.status_serial
+
+    def _wait_status_event(self, token: int, timeout: float) -> None:
         b = self.backend
         with b.lock:
-            serial = b.status_serial
-            b.status_changed.wait_for(lambda: b.status_serial != serial, timeout)
+            b.status_changed.wait_for(lambda: b.status_serial != token, timeout)

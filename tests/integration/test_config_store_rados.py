@@ -15,7 +15,8 @@ from gateway.config import ceph_iscsi, codec
 from gateway.config import operations as ops
 from gateway.config.crypto import NO_CIPHER
 from gateway.config.errors import AlreadyExists
-from gateway.config.rados_store import RadosConfigStore
+from gateway.config.rados_store import END_KEY, RadosConfigStore
+from gateway.config.status import GatewayStatus
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def raw_values(ioctx, object_name):
         with rados.ReadOpCtx() as op:
             it, _ = ioctx.get_omap_vals(op, "", "", 10000)
             ioctx.operate_read_op(op, object_name)
-            return {k: v for k, v in it if k not in (codec.VERSION_KEY, codec.UPDATED_KEY)}
+            return {k: v for k, v in it if k not in (codec.VERSION_KEY, codec.UPDATED_KEY, END_KEY)}
     return read
 
 
@@ -62,6 +63,19 @@ def test_reads_over_many_pages_are_consistent(make_store):
     store = make_store(page_size=2)
     done = store.update(build_sample)
     assert store.load() == done.config
+
+
+def test_reads_are_complete_when_the_osd_returns_shorter_pages_than_asked(make_store, ceph_cluster):
+    store = make_store()
+    done = store.update(build_sample)
+    for n in range(3):
+        store.report_status(GatewayStatus(f"gw{n}", 1))
+    ceph_cluster.ceph("tell", "osd.0", "config", "set", "osd_max_omap_entries_per_request", "3")
+    try:
+        assert store.load() == done.config
+        assert set(store.read_statuses()) == {"gw0", "gw1", "gw2"}
+    finally:
+        ceph_cluster.ceph("tell", "osd.0", "config", "set", "osd_max_omap_entries_per_request", "1024")
 
 
 def test_read_restarts_when_a_commit_lands_between_pages(make_store):

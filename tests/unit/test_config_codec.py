@@ -64,6 +64,21 @@ def test_diff_writes_only_changed_keys_and_removes_deleted_ones():
     assert removed == {codec.disk_key("rbd/disk2"), codec.lun_key(T1, "rbd/disk2")}
 
 
+def test_changed_entities_name_what_a_reconcile_loop_must_touch():
+    before = sample()
+    after = before.copy()
+    after.targets[T1].luns["rbd/disk2"].owner = "gw1.example.com"
+    del after.targets[T1].clients[INITIATOR]
+    after.disks["rbd/disk3"] = after.disks["rbd/disk2"].__class__("rbd", "disk3", wwn="w3",
+                                                                 backstore_object_name="rbd.disk3")
+    assert codec.changed_entities(before, after) == [
+        codec.EntityChange("removed", "client", (T1, INITIATOR)),
+        codec.EntityChange("added", "disk", ("rbd/disk3",)),
+        codec.EntityChange("changed", "lun", (T1, "rbd/disk2")),
+    ]
+    assert codec.changed_entities(after, after.copy()) == []
+
+
 def test_encrypted_secrets_are_opened_and_reencryption_is_not_a_change():
     cfg = sample()
     stored = codec.encode(cfg, full_cipher())
