@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -30,6 +30,9 @@ class SecretCipher:
 
     public_key: rsa.RSAPublicKey | None = None
     private_key: rsa.RSAPrivateKey | None = None
+    # ciphertext -> secret: an RSA decryption costs about a millisecond and every load
+    # decodes every secret; a ciphertext always opens to the same secret.
+    _opened: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
         return (f"SecretCipher(encrypt={self.public_key is not None}, "
@@ -51,6 +54,15 @@ class SecretCipher:
     def decrypt(self, sealed: str) -> str:
         if self.private_key is None:
             raise SecretError("no private key to decrypt CHAP secrets with")
+        secret = self._opened.get(sealed)
+        if secret is None:
+            secret = self._decrypt(sealed)
+            if len(self._opened) >= 4096:
+                self._opened.clear()
+            self._opened[sealed] = secret
+        return secret
+
+    def _decrypt(self, sealed: str) -> str:
         try:
             raw = base64.b64decode(sealed, validate=True)
         except (binascii.Error, ValueError):

@@ -65,12 +65,18 @@ class _RadosSubscription:
                 version = int(data)
             except (TypeError, ValueError):
                 version = None
-        self._callback(version)
+        self._deliver(version)
+
+    def _deliver(self, version: int | None) -> None:
+        try:
+            self._callback(version)
+        except Exception:  # a librados thread: never let a callback's bug escape into it
+            log.exception("config watch callback failed")
 
     def _on_error(self, err: int) -> None:
         log.warning("watch on %s broke (error %s); will re-establish", self._obj, err)
         self._broken = True
-        self._callback(None)
+        self._deliver(None)
 
     def _establish(self) -> None:
         self._store.ensure_object(self._obj)
@@ -97,7 +103,7 @@ class _RadosSubscription:
             except rados.Error as e:
                 log.warning("cannot re-establish the watch on %s: %s", self._obj, e)
                 return False
-        self._callback(None)  # changes may have been missed meanwhile
+        self._deliver(None)  # changes may have been missed meanwhile
         return True
 
     def close(self) -> None:

@@ -139,8 +139,9 @@ class ConfigStore(ABC):
         """
         attempts = max_attempts or self.max_attempts
         for attempt in range(attempts):
-            base = self.load()
-            work = base.copy()
+            version, updated, values = self._read()
+            base = codec.decode(values, version, updated, self.cipher)
+            work = codec.decode(values, version, updated, self.cipher)  # cheaper than deepcopy
             result = fn(work, *args, **kwargs)
             try:
                 done = self.commit(base, work)
