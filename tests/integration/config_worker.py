@@ -4,13 +4,13 @@
 
 Modes (each prints one JSON object per line on stdout):
 
-* ``clients TARGET PREFIX COUNT GO_FILE`` - wait for GO_FILE, then add COUNT clients
+* ``clients TARGET PREFIX COUNT GO_FILE`` - say ready, wait for GO_FILE, then add COUNT clients
   to TARGET, one update each; print ``{"done": ..., "conflicts": ...}``.
 * ``rounds``  - per line on stdin: ``read`` -> load, print the version read;
   ``commit`` -> commit "+1 on cmdsn_depth of both targets" on that base, print whether it
   won or lost; a loser then retries with ``update`` and prints the version it got.
-* ``reader STOP_FILE`` - until STOP_FILE exists, load repeatedly (2 keys per page) and check that both targets
-  always carry the same cmdsn_depth; print counts.
+* ``reader STOP_FILE`` - say ready, then until STOP_FILE exists, load repeatedly (2 keys
+  per page) and check that both targets always carry the same cmdsn_depth; print counts.
 * ``churn`` - commit changes forever (each touches several keys), printing each version;
   the test kills it with SIGKILL at random moments.  Keeps a watch open, like a gateway.
 * ``watch`` - print ``{"version": V, "seen": time}`` for every notify.
@@ -48,6 +48,8 @@ def increment(cfg) -> int:
 
 
 def clients(store: RadosConfigStore, target: str, prefix: str, count: str, go_file: str) -> None:
+    store.load()
+    say(ready=True)
     while not os.path.exists(go_file):
         time.sleep(0.001)
     conflicts = 0
@@ -82,6 +84,8 @@ def rounds(store: RadosConfigStore) -> None:
 def reader(store: RadosConfigStore, stop_file: str) -> None:
     reads = torn = 0
     versions = set()
+    store.load()
+    say(ready=True)
     while not os.path.exists(stop_file):
         cfg = store.load()
         reads += 1

@@ -78,7 +78,8 @@ def test_two_processes_adding_200_entities_each_lose_no_update(ceph_cluster, sto
     start = store.read_version()
     workers = [Worker(ceph_cluster, object_name, "clients", target, f"iqn.1994-05.com.example:{who}", "200",
                       str(go)) for target, who in ((T1, "a"), (T2, "b"))]
-    time.sleep(0.5)  # let both connect, then start them together
+    for w in workers:  # both connected: start them together
+        assert w.read() == {"ready": True}
     go.touch()
     results = [w.read() for w in workers]
     for w in workers:
@@ -98,6 +99,7 @@ def test_same_entity_exactly_one_writer_wins_each_round_and_reads_are_never_torn
     stop = tmp_path / "stop"
     reader = Worker(ceph_cluster, object_name, "reader", str(stop))
     a, b = (Worker(ceph_cluster, object_name, "rounds") for _ in range(2))
+    assert reader.read() == {"ready": True}  # reading before the first round starts
     start = depth(store.load(), T1)
     for _ in range(rounds):
         a.send("read")
@@ -120,7 +122,8 @@ def test_same_entity_exactly_one_writer_wins_each_round_and_reads_are_never_torn
     reader.finish()
     cfg = store.load()
     assert depth(cfg, T1) == depth(cfg, T2) == start + 2 * rounds
-    assert seen["torn"] == 0 and seen["versions"] > 1
+    assert seen["torn"] == 0
+    assert seen["versions"] > 1, f"the reader only saw {seen}: it did not read during the rounds"
     print(f"{rounds} contested rounds; reader made {seen['reads']} multi-page reads "
           f"over {seen['versions']} versions, none torn")
 
