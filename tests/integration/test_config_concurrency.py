@@ -145,8 +145,12 @@ def test_writer_killed_at_any_point_leaves_store_consistent_and_next_writer_proc
         if reported:
             kills_mid_stream += 1
             assert cfg.version >= reported[-1]  # what a writer saw committed stays committed
-        done = store.update(increment)  # no lock to break, no cleanup
-        assert done.version == cfg.version + 1 and done.conflicts == 0
+        # No lock to break, no cleanup.  (A write op the dead process had already sent may
+        # still land after our read; the update then simply retries once.)
+        done = store.update(increment)
+        assert done.changed and done.version > cfg.version and done.conflicts <= 1
+        after = store.load()
+        assert violations(after) == [] and depth(after, T1) == depth(after, T2) == done.result
     assert kills_mid_stream >= 5, "most kills should land while the writer is committing"
     print(f"{kills_mid_stream} of 15 kills landed in a stream of commits")
 
