@@ -147,6 +147,22 @@ class ConfigStoreContract:
         a.close()
         b.close()
 
+    def test_request_refused_on_a_stale_state_is_judged_again_on_the_latest(self, make_store):
+        a, b = make_store(), make_store()
+        seen = []
+
+        def configure_late_disk(cfg):
+            seen.append("rbd/late" in cfg.disks)
+            if len(seen) == 1:  # the disk is added elsewhere while this request is judged
+                b.update(lambda other: ops.add_disk(other, "rbd", "late"))
+            ops.set_disk_controls(cfg, "rbd/late", {"qfull_timeout": 9})  # NotFound on the stale state
+
+        done = a.update(configure_late_disk)
+        assert seen == [False, True] and done.changed
+        assert a.load().disks["rbd/late"].controls == {"qfull_timeout": 9}
+        a.close()
+        b.close()
+
     def test_validation_error_in_fn_aborts_without_writing(self, store):
         store.update(lambda cfg: ops.add_target(cfg, T1))
         with pytest.raises(AlreadyExists, match="already exists"):

@@ -135,6 +135,9 @@ class ConfigStore(ABC):
                **kwargs: Any) -> Committed:
         """Run ``fn(copy, *args, **kwargs)`` and commit its changes, retrying after conflicts.
 
+        A ``ValidationError`` is raised only if it holds for the latest state (when the state
+        moved while ``fn`` ran, ``fn`` runs again on the new one).
+
         ``store.update(ops.map_lun, iqn, "rbd/disk1", lun_id=3)`` works as well as a lambda.
         """
         attempts = max_attempts or self.max_attempts
@@ -142,9 +145,14 @@ class ConfigStore(ABC):
             version, updated, values = self._read()
             base = codec.decode(values, version, updated, self.cipher)
             work = codec.decode(values, version, updated, self.cipher)  # cheaper than deepcopy
-            result = fn(work, *args, **kwargs)
             try:
+                result = fn(work, *args, **kwargs)
                 done = self.commit(base, work)
+            except ValidationError:
+                # Judge a request by the latest state: if it moved meanwhile, try again on it.
+                if self.read_version() != version:
+                    continue
+                raise
             except ConflictError:
                 # Jittered, growing pause so that two busy writers stop colliding.
                 time.sleep(random.uniform(0, min(0.05, 0.0005 * (2 ** min(attempt, 8)))))
