@@ -69,7 +69,7 @@ class ConfigFollower:
                     await asyncio.wait_for(wake.wait(), delay)
                 except TimeoutError:
                     if sub is not None:
-                        await asyncio.to_thread(sub.check)
+                        await asyncio.to_thread(sub.check)  # never raises; logs and retries later
                 wake.clear()
         finally:
             if sub is not None:

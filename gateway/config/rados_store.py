@@ -100,7 +100,7 @@ class _RadosSubscription:
                     except rados.Error:
                         pass
                 self._establish()
-            except rados.Error as e:
+            except (rados.Error, StoreError) as e:
                 log.warning("cannot re-establish the watch on %s: %s", self._obj, e)
                 return False
         self._deliver(None)  # changes may have been missed meanwhile
@@ -118,6 +118,11 @@ class _RadosSubscription:
 
 
 class RadosConfigStore(ConfigStore):
+    """The config in ``<pool>/<object_name>`` (omap) and ``<object_name>.status``.
+
+    Thread-safe: one store (one ioctx) can serve every thread of a process.
+    """
+
     def __init__(self, ioctx: Any, object_name: str = "gateway.conf", *, cipher: SecretCipher = NO_CIPHER,
                  page_size: int = PAGE_SIZE, notify_timeout_ms: int = 2000, cluster: Any = None) -> None:
         super().__init__(cipher)
@@ -273,7 +278,7 @@ class RadosConfigStore(ConfigStore):
     def watch(self, callback: WatchCallback) -> Subscription:
         try:
             return _RadosSubscription(self, self.object_name, callback)
-        except rados.Error as e:
+        except rados.Error as e:  # StoreError passes through as it is
             raise StoreError(f"cannot watch {self.object_name}: {e}") from None
 
     # ---- gateway status -----------------------------------------------------------------
