@@ -277,14 +277,19 @@ class ConfigStoreContract:
         assert report.down == ["gw-never", "gw-silent"]
         assert report.degraded == {"gw-ahead": "rbd/x: image missing"} and not report.complete
 
-    def test_wait_applied_returns_when_the_last_gateway_reports(self, make_store):
+    def test_announced_status_wakes_wait_applied(self, make_store):
         api, gateway = make_store(), make_store()
+        api.status_poll_interval = 3 * LIVENESS  # only the announce can wake the waiter in time
         gateway.report_status(GatewayStatus("gw1", 1))
-        timer = threading.Timer(0.2, lambda: gateway.report_status(GatewayStatus("gw1", 2), announce=True))
-        timer.start()
-        report = api.wait_applied(2, ["gw1"], timeout=LIVENESS)
-        timer.join()
-        assert report.complete and report.applied == ["gw1"]
+        reports = []
+        waiter = threading.Thread(target=lambda: reports.append(
+            api.wait_applied(2, ["gw1"], timeout=2 * LIVENESS)))
+        waiter.start()
+        time.sleep(QUIET_PERIOD)  # the waiter is waiting now
+        gateway.report_status(GatewayStatus("gw1", 2), announce=True)
+        waiter.join(LIVENESS)
+        assert not waiter.is_alive(), "wait_applied slept through the announce"
+        assert reports[0].complete and reports[0].applied == ["gw1"]
         api.close()
         gateway.close()
 

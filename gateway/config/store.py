@@ -57,6 +57,7 @@ class ConfigStore(ABC):
     """Interface and shared protocol; see the module docstring."""
 
     max_attempts = 100
+    status_poll_interval = 0.25  # wait_applied re-reads at least this often (heartbeats age)
 
     def __init__(self, cipher: SecretCipher = NO_CIPHER) -> None:
         self.cipher = cipher
@@ -209,7 +210,7 @@ class ConfigStore(ABC):
             remaining = deadline - time.monotonic()
             if report.complete or remaining <= 0:
                 return report
-            self._wait_status_event(token, min(0.25, remaining))  # the poll catches heartbeats
+            self._wait_status_event(token, min(self.status_poll_interval, remaining))
 
 
 # ---- in memory ----------------------------------------------------------------------------
