@@ -59,6 +59,11 @@ from gateway.iscsi.text import CatalogueLookup, ffp_text_answer
 from gateway.iscsi.window import CommandWindow, sn_le
 
 MAX_IMMEDIATE_TASKS = 16
+CHECK_CONDITION = 0x02
+# ABORTED COMMAND sense (fixed format): DATA PHASE ERROR (4B/00) for a Data-Out sequence
+# error, PROTOCOL SERVICE CRC ERROR (47/05, RFC 7143 §11.4.7.2) for a data digest error.
+DATA_PHASE_ERROR = bytes([0x70, 0, 0x0B, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x4B, 0x00, 0, 0, 0, 0])
+CRC_ERROR = bytes([0x70, 0, 0x0B, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x47, 0x05, 0, 0, 0, 0])
 DEFAULT_WRITE_BUDGET = 64 << 20
 MAX_XMIT_CAP = 1 << 20
 STATUS_GOOD = 0
@@ -192,7 +197,23 @@ class TargetConnection:
                     self.state = ConnState.CLOSED
                     raise
                 self._reject(e.reject_reason, e.header)
+                self._after_reject(e.header)
         return events.popleft()
+
+    def _after_reject(self, header: bytes | None) -> None:
+        """A PDU the reader rejected (oversize, data digest): keep sequence state right."""
+        if not header or len(header) < 48:
+            return
+        op = header[0] & 0x3F
+        if op == Op.DATA_OUT:
+            task = self.tasks.get(int.from_bytes(header[16:20], "big"))
+            if task is not None and task.state is TaskState.RECEIVING:
+                self._fail_receiving(task, CRC_ERROR)
+        elif op in (Op.SCSI_CMD, Op.NOP_OUT, Op.TEXT_REQ, Op.TMF_REQ, Op.LOGOUT_REQ) \
+                and not header[0] & 0x40:
+            cmdsn = int.from_bytes(header[24:28], "big")
+            if self.window.in_window(cmdsn):
+                self._consume_cmdsn(cmdsn)
 
     # ------------------------------------------------------------------ dispatch
     def _dispatch(self, pdu: Pdu) -> None:
@@ -360,19 +381,18 @@ class TargetConnection:
         off = pdu.offset
         if pdu.ttt == RESERVED_TAG:
             if pdu.datasn != task.unsol_datasn or off != task.unsol_next or off + n > task.unsolicited_end:
-                raise RemoteProtocolError(
-                    f"unsolicited Data-Out out of sequence (DataSN {pdu.datasn}, offset {off})", fatal=True)
+                self._fail_receiving(task, DATA_PHASE_ERROR)
+                return
             task.unsol_datasn += 1
             task.unsol_next = off + n
             r2t = None
         else:
             r2t = task.r2ts.get(pdu.ttt)
-            if r2t is None:
-                raise RemoteProtocolError(f"Data-Out with unknown TTT 0x{pdu.ttt:x}", fatal=True)
-            if pdu.datasn != r2t.datasn or off != r2t.next_offset or off + n > r2t.offset + r2t.length:
-                raise RemoteProtocolError(
-                    f"Data-Out out of sequence (DataSN {pdu.datasn} expected {r2t.datasn}, "
-                    f"offset {off} expected {r2t.next_offset})", fatal=True)
+            if r2t is None or pdu.datasn != r2t.datasn or off != r2t.next_offset \
+                    or off + n > r2t.offset + r2t.length:
+                # ERL 0 cannot recover within the command: end it, keep the connection.
+                self._fail_receiving(task, DATA_PHASE_ERROR)
+                return
             r2t.datasn += 1
             r2t.next_offset = off + n
         if n:
@@ -389,6 +409,13 @@ class TargetConnection:
             self._pump_r2t()
         if task.ordered and task.data_complete and not task.r2ts:
             self._ready(task)
+
+    def _fail_receiving(self, task: Task, sense: bytes) -> None:
+        """End a command whose data went wrong: CHECK CONDITION now, later data discarded."""
+        self._send(ScsiResponse(data=len(sense).to_bytes(2, "big") + sense, status=CHECK_CONDITION,
+                                itt=task.itt, statsn=self._next_statsn(), exp_cmdsn=self.window.exp_cmdsn,
+                                max_cmdsn=self.window.max_cmdsn))
+        self._abort_local(task)
 
     def oldest_data_wait(self) -> float | None:
         """When the longest-waiting write last received data (for dataout_timeout)."""
