@@ -259,9 +259,7 @@ class TargetConnection:
         elif itt in self.tasks:
             bad = RejectReason.TASK_IN_PROGRESS
         elif pdu.data and (not pdu.write or not self.params.immediate_data
-                           or len(pdu.data) > min(pdu.edtl, self.params.first_burst_length)):
-            bad = RejectReason.PROTOCOL_ERROR
-        elif not pdu.final and (not pdu.write or self.params.initial_r2t):
+                           or len(pdu.data) > min(pdu.edtl, self.params.first_burst_length)) or not pdu.final and (not pdu.write or self.params.initial_r2t):
             bad = RejectReason.PROTOCOL_ERROR
         elif pdu.immediate and self._immediate_tasks >= MAX_IMMEDIATE_TASKS:
             bad = RejectReason.IMMEDIATE_COMMAND_REJECT
@@ -641,12 +639,12 @@ class TargetConnection:
             return
         try:
             pairs = parse_text(self._text_in)
+            answer, mrdsl = ffp_text_answer(pairs, self.discovery, self._catalogue)
         except RemoteProtocolError:
             self._text_in = bytearray()
             self._reject(RejectReason.PROTOCOL_ERROR, pdu.header()[:48])
             return
         self._text_in = bytearray()
-        answer, mrdsl = ffp_text_answer(pairs, self.discovery, self._catalogue)
         if mrdsl is not None:
             self.max_xmit = min(mrdsl, MAX_XMIT_CAP)
         self._text_out = encode_text(answer)

@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.iscsi.constants import RejectReason
+from gateway.iscsi.errors import RemoteProtocolError
 from gateway.iscsi.keys import KEYS, parse_number
 from gateway.iscsi.negotiation import IRRELEVANT, NOT_UNDERSTOOD, REJECT
 
@@ -41,9 +43,10 @@ def valid_iscsi_name(name: str) -> bool:
 
 
 def send_targets_text(value: str, lookup: CatalogueLookup) -> list[tuple[str, str]]:
-    """The answer to SendTargets=<value> (``Reject`` for an invalid value)."""
+    """The answer to SendTargets=<value>; an invalid value is a protocol error (Reject)."""
     if value != "All" and value != "" and not valid_iscsi_name(value):
-        return [("SendTargets", REJECT)]
+        raise RemoteProtocolError(f"invalid SendTargets value {value[:64]!r}",
+                                  reject_reason=RejectReason.PROTOCOL_ERROR)
     out: list[tuple[str, str]] = []
     for name, portals in lookup(value):
         out.append(("TargetName", name))
@@ -65,6 +68,11 @@ def ffp_text_answer(pairs: list[tuple[str, str]], discovery: bool, lookup: Catal
             continue
         key = KEYS.get(name)
         if key is None:
+            if not name.startswith(("X-", "X#")):
+                # Not a key of RFC 7143 at all (e.g. a misspelt SendTargets): reject the
+                # request so the initiator cannot mistake it for an empty discovery answer.
+                raise RemoteProtocolError(f"unknown text key {name[:64]!r}",
+                                          reject_reason=RejectReason.PROTOCOL_ERROR)
             out.append((name, NOT_UNDERSTOOD))
         elif name == "MaxRecvDataSegmentLength":
             n = parse_number(value)
