@@ -436,7 +436,7 @@ class TargetConnection:
         edtl = task.read_edtl if bidi else task.edtl
         ndata = 0 if data is None else len(data)
         if transfer_length is None:
-            transfer_length = ndata if task.read else 0
+            transfer_length = ndata
         flags = 0
         residual = 0
         if transfer_length > edtl:

@@ -209,7 +209,8 @@ class Initiator:
         return sn
 
     def scsi(self, cdb: bytes, *, lun: int = 0, read_length: int = 0, write: bytes | None = None,
-             edtl: int | None = None, immediate: bool = False, cmdsn: int | None = None) -> int:
+             edtl: int | None = None, immediate: bool = False, cmdsn: int | None = None,
+             read: bool | None = None) -> int:
         """Send a SCSI command; returns its ITT.  ``edtl`` overrides the expected length."""
         itt = self._next_itt()
         wdata = write or b""
@@ -224,7 +225,9 @@ class Initiator:
             unsol_end = min(length, self.first_burst, len(wdata))
         sn = self._take_cmdsn(immediate) if cmdsn is None else cmdsn
         self.commands[itt] = Command(itt, wdata, length)
-        self._send(ScsiCommand(immediate=immediate, data=imm, final=final, read=write is None and length > 0,
+        if read is None:
+            read = write is None and length > 0
+        self._send(ScsiCommand(immediate=immediate, data=imm, final=final, read=read,
                                write=write is not None, lun=lun, itt=itt, edtl=length, cmdsn=sn,
                                exp_statsn=self.exp_statsn, cdb=cdb))
         if not final:
