@@ -63,6 +63,7 @@ CHECK_CONDITION = 0x02
 # ABORTED COMMAND sense (fixed format): DATA PHASE ERROR (4B/00) for a Data-Out sequence
 # error, PROTOCOL SERVICE CRC ERROR (47/05, RFC 7143 §11.4.7.2) for a data digest error.
 DATA_PHASE_ERROR = bytes([0x70, 0, 0x0B, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x4B, 0x00, 0, 0, 0, 0])
+INVALID_FIELD_IN_CDB = bytes([0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0x00, 0, 0, 0, 0])
 CRC_ERROR = bytes([0x70, 0, 0x0B, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x47, 0x05, 0, 0, 0, 0])
 DEFAULT_WRITE_BUDGET = 64 << 20
 MAX_XMIT_CAP = 1 << 20
@@ -223,7 +224,7 @@ class TargetConnection:
                 else RejectReason.PROTOCOL_ERROR
             if op == Op.SCSI_CMD and not pdu.immediate and self.window.in_window(pdu.cmdsn):
                 self._consume_cmdsn(pdu.cmdsn)
-            self._reject(reason, pdu.header()[:48])
+            self._reject(reason, pdu.raw)
             return
         self._handlers[op](pdu)
 
@@ -266,7 +267,17 @@ class TargetConnection:
         if bad is not None:
             if not pdu.immediate and self.window.in_window(pdu.cmdsn):
                 self._consume_cmdsn(pdu.cmdsn)
-            self._reject(bad, pdu.header()[:48])
+            self._reject(bad, pdu.raw)
+            return
+        if pdu.write and pdu.edtl > self._write_budget:
+            # More than this connection may buffer: refuse before allocating anything.
+            if pdu.immediate or self.window.in_window(pdu.cmdsn):
+                if not pdu.immediate:
+                    self._consume_cmdsn(pdu.cmdsn)
+                self._dead_itts.append(itt)
+                self._send(ScsiResponse(data=len(INVALID_FIELD_IN_CDB).to_bytes(2, "big") + INVALID_FIELD_IN_CDB,
+                                        status=CHECK_CONDITION, itt=itt, statsn=self._next_statsn(),
+                                        exp_cmdsn=self.window.exp_cmdsn, max_cmdsn=self.window.max_cmdsn))
             return
         task = Task(itt, pdu.lun, pdu.cdb, pdu.attr, pdu.read, pdu.write, pdu.edtl,
                     pdu.bidi_read_length, pdu.cmdsn, pdu.immediate)
@@ -374,7 +385,7 @@ class TargetConnection:
             if pdu.itt in self._dead_itts:
                 return      # data for an aborted task: discard
             raise RemoteProtocolError(f"Data-Out for unknown task 0x{pdu.itt:x}",
-                                      reject_reason=RejectReason.INVALID_PDU_FIELD, header=pdu.header()[:48])
+                                      reject_reason=RejectReason.INVALID_PDU_FIELD, header=pdu.raw)
         n = len(pdu.data)
         off = pdu.offset
         if pdu.ttt == RESERVED_TAG:
@@ -580,13 +591,13 @@ class TargetConnection:
         if pdu.itt == RESERVED_TAG:
             if not pdu.immediate:
                 raise RemoteProtocolError("NOP-Out without response must be immediate",
-                                          reject_reason=RejectReason.PROTOCOL_ERROR, header=pdu.header()[:48])
+                                          reject_reason=RejectReason.PROTOCOL_ERROR, header=pdu.raw)
             if self._ping_ttt is not None and pdu.ttt == self._ping_ttt:
                 self._ping_ttt = None
             return
         if pdu.ttt != RESERVED_TAG:
             raise RemoteProtocolError("NOP-Out with both ITT and TTT",
-                                      reject_reason=RejectReason.PROTOCOL_ERROR, header=pdu.header()[:48])
+                                      reject_reason=RejectReason.PROTOCOL_ERROR, header=pdu.raw)
         if pdu.immediate:
             self._nop_reply(pdu)
         else:
@@ -621,7 +632,7 @@ class TargetConnection:
     def _text(self, pdu: TextRequest) -> None:
         if pdu.ttt != RESERVED_TAG:
             if pdu.ttt != self._text_ttt:
-                self._reject(RejectReason.INVALID_PDU_FIELD, pdu.header()[:48])
+                self._reject(RejectReason.INVALID_PDU_FIELD, pdu.raw)
                 return
             if self._text_out:
                 self._send_text_chunk(pdu)
@@ -629,7 +640,7 @@ class TargetConnection:
         self._text_in += pdu.data
         if len(self._text_in) > MAX_TEXT_BYTES:
             self._text_in = bytearray()
-            self._reject(RejectReason.PROTOCOL_ERROR, pdu.header()[:48])
+            self._reject(RejectReason.PROTOCOL_ERROR, pdu.raw)
             return
         if pdu.cont:
             self._text_ttt = self._next_ttt()
@@ -642,7 +653,7 @@ class TargetConnection:
             answer, mrdsl = ffp_text_answer(pairs, self.discovery, self._catalogue)
         except RemoteProtocolError:
             self._text_in = bytearray()
-            self._reject(RejectReason.PROTOCOL_ERROR, pdu.header()[:48])
+            self._reject(RejectReason.PROTOCOL_ERROR, pdu.raw)
             return
         self._text_in = bytearray()
         if mrdsl is not None:
@@ -684,7 +695,7 @@ class TargetConnection:
 
     def _on_snack(self, pdu: Pdu) -> None:
         raise RemoteProtocolError("SNACK needs ErrorRecoveryLevel > 0",
-                                  reject_reason=RejectReason.PROTOCOL_ERROR, header=pdu.header()[:48])
+                                  reject_reason=RejectReason.PROTOCOL_ERROR, header=pdu.raw)
 
     # ------------------------------------------------------------------ misc
     def running_tasks(self) -> list[Task]:

@@ -8,7 +8,7 @@ where possible, so a Data-Out payload is never copied by the codec).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from gateway.iscsi.constants import BHS_LEN, IMMEDIATE, RESERVED_TAG, Op, RejectReason
@@ -47,24 +47,27 @@ def _ahs_dsl(ahs_len: int, dsl: int) -> int:
     return ((ahs_len >> 2) << 24) | dsl
 
 
+# LUN number given to a LUN field whose addressing method we do not support; no logical
+# unit is ever mapped there, so the SCSI layer answers LOGICAL UNIT NOT SUPPORTED.
+UNSUPPORTED_LUN = 0xFFFF
+
+
 def encode_lun(lun: int) -> int:
     """SAM LUN structure as the 64-bit LUN field (peripheral < 256, flat space above)."""
-    if lun < 256:
+    if 0 <= lun < 256:
         return lun << 48
-    if lun < 16384:
-        return (0x4000 | lun) << 48
-    raise ValueError(f"LUN {lun} out of range 0..16383")
+    return (0x4000 | (lun & 0x3FFF)) << 48
 
 
 def decode_lun(field64: int) -> int:
-    """The LUN number of a 64-bit LUN field; -1 if the addressing method is unsupported."""
+    """The LUN number of a 64-bit LUN field (UNSUPPORTED_LUN for other addressing methods)."""
     first = field64 >> 48
     method = first >> 14
     if method == 0:            # peripheral device addressing, bus 0
-        return first & 0xFF if (first >> 8) == 0 else -1
+        return first & 0xFF if (first >> 8) == 0 else UNSUPPORTED_LUN
     if method == 1:            # flat space addressing
         return first & 0x3FFF
-    return -1
+    return UNSUPPORTED_LUN
 
 
 @dataclass(slots=True)
@@ -74,6 +77,8 @@ class Pdu:
     opcode: ClassVar[int] = -1
     immediate: bool = False
     data: Buffer = EMPTY
+    # The BHS as received (decoded PDUs only): what a Reject returns to the initiator.
+    raw: bytes = field(default=b"", repr=False, compare=False, kw_only=True)
 
     def header(self) -> bytes:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -570,7 +575,9 @@ def decode_pdu(bhs: Buffer, ahs: Buffer = EMPTY, data: Buffer = EMPTY) -> Pdu:
     if cls is None:
         raise RemoteProtocolError(f"unknown opcode 0x{opcode:02x}",
                                   reject_reason=RejectReason.COMMAND_NOT_SUPPORTED, header=bytes(bhs[:48]))
-    return cls.decode(bhs, ahs, data)
+    pdu = cls.decode(bhs, ahs, data)
+    pdu.raw = bytes(bhs[:BHS_LEN])
+    return pdu
 
 
 def encode_pdu(pdu: Pdu) -> tuple[bytes, Buffer]:

@@ -11,6 +11,7 @@ from gateway.iscsi.keys import encode_text, parse_text
 from gateway.iscsi.negotiation import TargetNegotiation, TargetOffers
 from gateway.iscsi.pdu import (
     PDU_CLASSES,
+    UNSUPPORTED_LUN,
     DataIn,
     DataOut,
     LoginRequest,
@@ -59,7 +60,7 @@ def test_lun_encoding_peripheral_and_flat_space():
     assert decode_lun(encode_lun(5)) == 5
     assert encode_lun(300) >> 48 == 0x4000 | 300
     assert decode_lun(encode_lun(300)) == 300
-    assert decode_lun(0xC0 << 56) == -1          # extended addressing: unsupported
+    assert decode_lun(0xC0 << 56) == UNSUPPORTED_LUN       # extended addressing
 
 
 def test_reader_splits_a_byte_stream_fed_one_byte_at_a_time():

@@ -305,3 +305,11 @@ def test_concurrent_writes_respect_the_write_budget():
     assert set(itts) <= done
     for i, d in enumerate(datas):
         assert pair.command(read10(i * 128, 128), read_length=len(d)).data == d
+
+
+def test_write_larger_than_the_connection_may_buffer_is_refused_without_allocating():
+    pair = logged_in(initiator_kw={"keys": {"ImmediateData": "No", "InitialR2T": "Yes"}})
+    pair.ini._send_data = lambda *a, **k: None
+    res = pair.command(write10(0, 1), write=b"", edtl=1 << 31)
+    assert res.status == 2 and (res.sense[2], res.sense[12]) == (0x05, 0x24)
+    assert pair.conn._budget_used == 0 and pair.command(bytes(6)).status == 0
