@@ -61,9 +61,11 @@ def build_registry(args: argparse.Namespace) -> TargetRegistry:
 async def serve(args: argparse.Namespace) -> None:
     registry = build_registry(args)
     server = PortalServer(registry, asyncio.get_running_loop())
-    for ip, port in map(_endpoint, args.listen):
-        bound = await server.listen(ip, port)
-        print(f"listening on {bound[0]}:{bound[1]} target {args.target}", flush=True)
+    bound = [await server.listen(ip, port) for ip, port in map(_endpoint, args.listen)]
+    # Port 0 means "any free port": the TPG announces and serves the ports actually bound.
+    registry.targets[args.target].tpgs[1].portals = [PortalSpec(ip, port) for ip, port in bound]
+    for ip, port in bound:
+        print(f"listening on {ip}:{port} target {args.target}", flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

@@ -164,9 +164,11 @@ class IscsiConnection(asyncio.BufferedProtocol):
         leftover = self.reader
         self.reader = self.conn.reader
         self.reader.receive_data(bytes(leftover._buf[leftover._start:leftover._end]))
-        log.info("%s session of %s (ISID %s) from %s: TSIH %d", "discovery" if result.discovery else
-                 f"{result.target_name} tpgt {result.tpgt}", result.initiator_name, result.isid.hex(),
-                 self.peer, self.record.tsih)
+        p = result.params
+        log.info("%s session of %s (ISID %s) from %s: TSIH %d, HeaderDigest %s, DataDigest %s",
+                 "discovery" if result.discovery else f"{result.target_name} tpgt {result.tpgt}",
+                 result.initiator_name, result.isid.hex(), self.peer, self.record.tsih,
+                 "CRC32C" if p.header_digest else "None", "CRC32C" if p.data_digest else "None")
         self._process()
 
     # ------------------------------------------------------------------ full feature phase
