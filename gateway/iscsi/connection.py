@@ -260,8 +260,10 @@ class TargetConnection:
         elif itt in self.tasks:
             bad = RejectReason.TASK_IN_PROGRESS
         elif pdu.data and (not pdu.write or not self.params.immediate_data
-                           or len(pdu.data) > min(pdu.edtl, self.params.first_burst_length)) or not pdu.final and (not pdu.write or self.params.initial_r2t):
-            bad = RejectReason.PROTOCOL_ERROR
+                           or len(pdu.data) > min(pdu.edtl, self.params.first_burst_length)):
+            bad = RejectReason.PROTOCOL_ERROR       # immediate data not allowed or too much
+        elif not pdu.final and (not pdu.write or self.params.initial_r2t):
+            bad = RejectReason.PROTOCOL_ERROR       # unsolicited Data-Out not allowed
         elif pdu.immediate and self._immediate_tasks >= MAX_IMMEDIATE_TASKS:
             bad = RejectReason.IMMEDIATE_COMMAND_REJECT
         if bad is not None:
@@ -275,9 +277,7 @@ class TargetConnection:
                 if not pdu.immediate:
                     self._consume_cmdsn(pdu.cmdsn)
                 self._dead_itts.append(itt)
-                self._send(ScsiResponse(data=len(INVALID_FIELD_IN_CDB).to_bytes(2, "big") + INVALID_FIELD_IN_CDB,
-                                        status=CHECK_CONDITION, itt=itt, statsn=self._next_statsn(),
-                                        exp_cmdsn=self.window.exp_cmdsn, max_cmdsn=self.window.max_cmdsn))
+                self._send_check_condition(itt, INVALID_FIELD_IN_CDB)
             return
         task = Task(itt, pdu.lun, pdu.cdb, pdu.attr, pdu.read, pdu.write, pdu.edtl,
                     pdu.bidi_read_length, pdu.cmdsn, pdu.immediate)
@@ -421,10 +421,13 @@ class TargetConnection:
 
     def _fail_receiving(self, task: Task, sense: bytes) -> None:
         """End a command whose data went wrong: CHECK CONDITION now, later data discarded."""
-        self._send(ScsiResponse(data=len(sense).to_bytes(2, "big") + sense, status=CHECK_CONDITION,
-                                itt=task.itt, statsn=self._next_statsn(), exp_cmdsn=self.window.exp_cmdsn,
-                                max_cmdsn=self.window.max_cmdsn))
+        self._send_check_condition(task.itt, sense)
         self._abort_local(task)
+
+    def _send_check_condition(self, itt: int, sense: bytes) -> None:
+        self._send(ScsiResponse(data=len(sense).to_bytes(2, "big") + sense, status=CHECK_CONDITION,
+                                itt=itt, statsn=self._next_statsn(), exp_cmdsn=self.window.exp_cmdsn,
+                                max_cmdsn=self.window.max_cmdsn))
 
     def oldest_data_wait(self) -> float | None:
         """When the longest-waiting write last received data (for dataout_timeout)."""

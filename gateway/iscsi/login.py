@@ -131,10 +131,10 @@ class TargetLogin:
         elif req.isid != self._first.isid or req.tsih != self._first.tsih or req.cid != self._first.cid:
             raise RemoteProtocolError("ISID/TSIH/CID changed during login",
                                       login_status=LoginStatus.INITIATOR_ERROR)
-        if req.csg != self.stage:
-            if not (self._first is req and req.csg == Stage.OPERATIONAL):
-                raise RemoteProtocolError(f"login request for stage {req.csg} while in stage {self.stage}",
-                                          login_status=LoginStatus.INITIATOR_ERROR)
+        first_skips_security = self._first is req and req.csg == Stage.OPERATIONAL
+        if req.csg != self.stage and not first_skips_security:
+            raise RemoteProtocolError(f"login request for stage {req.csg} while in stage {self.stage}",
+                                      login_status=LoginStatus.INITIATOR_ERROR)
         if req.csg == Stage.FULL_FEATURE or (req.transit and (req.csg, req.nsg) not in TRANSITIONS):
             raise RemoteProtocolError(f"invalid stage transition {req.csg}->{req.nsg}",
                                       login_status=LoginStatus.INITIATOR_ERROR)
@@ -214,7 +214,8 @@ class TargetLogin:
             self._chap = ChapAuthenticator(access.chap, access.chap_algorithms)
         return None
 
-    def _security(self, pairs: list[tuple[str, str]], answer: list[tuple[str, str]]) -> tuple[int, int] | None:
+    def _security(self, pairs: list[tuple[str, str]],
+                  answer: list[tuple[str, str]]) -> tuple[int, int] | None:
         keys = dict(pairs)
         state = self._auth_state
         if "AuthMethod" in keys:

@@ -78,12 +78,14 @@ def test_iscsi_family_passes_with_no_failure_crash_or_skip(capsys):
     assert not missing, f"iscsi-test-cu lacks suites {missing}: is it libiscsi >= 1.20?"
     outcomes: list[Outcome] = []
     with running_portal("127.0.4.10", "--ramdisk", "64M") as plain, \
-            running_portal("127.0.4.11", "--ramdisk", "64M", "--chap", f"{CHAP_USER}:{CHAP_PASSWORD}") as chap:
+            running_portal("127.0.4.11", "--ramdisk", "64M",
+                           "--chap", f"{CHAP_USER}:{CHAP_PASSWORD}") as chap:
         for suite, tests in sorted(suites.items()):
             for test in tests:
                 url = chap.url(0, CHAP_USER, CHAP_PASSWORD) if suite == "iSCSICHAP" else plain.url(0)
                 outcomes.append(run_test(binary, f"iSCSI.{suite}.{test}", url))
-    counts = {v: sum(1 for o in outcomes if o.verdict == v) for v in ("passed", "failed", "crashed", "skipped")}
+    verdicts = ("passed", "failed", "crashed", "skipped")
+    counts = {v: sum(1 for o in outcomes if o.verdict == v) for v in verdicts}
     with capsys.disabled():
         print(f"\niscsi-test-cu iSCSI family ({len(outcomes)} tests in {len(suites)} suites): "
               f"{counts['passed']} PASS, {counts['failed']} FAIL, {counts['crashed']} CRASH, "

@@ -63,7 +63,7 @@ class Client:
                 return self.events
             try:
                 data = await asyncio.wait_for(self.reader.read(1 << 20), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return self.events
             if not data:
                 self.closed = True
@@ -92,7 +92,8 @@ def portal():
     registry = TargetRegistry()
     controls = TargetControls(nopin_timeout=1, nopin_response_timeout=1, dataout_timeout=1)
     target = Target(TARGET, tpgs={1: Tpg(1, [], enabled=True)}, controls=controls,
-                    clients={ALICE: ClientAcl(ALICE, LunTable({0: disk})), BOB: ClientAcl(BOB, LunTable({0: disk}))})
+                    clients={ALICE: ClientAcl(ALICE, LunTable({0: disk})),
+                             BOB: ClientAcl(BOB, LunTable({0: disk}))})
     registry.set_target(target)
     server = PortalServer(registry, loop)
     _, port = loop.run_until_complete(server.listen(IP, 0))

@@ -33,7 +33,8 @@ def test_crc32c_digest_matches_rfc_3720_example():
     assert digest(bytes(32)) == bytes.fromhex("aa36918a")
 
 
-@pytest.mark.parametrize("cls", sorted(PDU_CLASSES.values(), key=lambda c: c.opcode), ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", sorted(PDU_CLASSES.values(), key=lambda c: c.opcode),
+                         ids=lambda c: c.__name__)
 def test_every_pdu_class_roundtrips_its_header(cls):
     pdu = cls()
     for name, value in (("itt", 0x1234), ("lun", 7), ("statsn", 99), ("cmdsn", 5), ("offset", 4096)):
@@ -174,7 +175,8 @@ def test_key_offered_twice_is_an_initiator_error():
 
 
 def test_target_proposes_keys_whose_default_it_cannot_accept():
-    nego = TargetNegotiation(TargetOffers(immediate_data=False, first_burst_length=4096, max_burst_length=8192))
+    offers = TargetOffers(immediate_data=False, first_burst_length=4096, max_burst_length=8192)
+    nego = TargetNegotiation(offers)
     props = dict(nego.proposals())
     assert props == {"ImmediateData": "No", "MaxBurstLength": "8192", "FirstBurstLength": "4096"}
     nego.respond([("ImmediateData", "No"), ("MaxBurstLength", "8192"), ("FirstBurstLength", "4096")])

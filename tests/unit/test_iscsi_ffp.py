@@ -33,7 +33,8 @@ def send_raw(pair: Pair, pdu) -> list:
     return pair.pump()
 
 
-@pytest.mark.parametrize("immediate,initial_r2t", [(True, False), (True, True), (False, True), (False, False)])
+@pytest.mark.parametrize("immediate,initial_r2t",
+                         [(True, False), (True, True), (False, True), (False, False)])
 @pytest.mark.parametrize("blocks", [1, 300, 2100])
 def test_write_then_read_back_moves_exact_bytes(immediate, initial_r2t, blocks):
     pair = logged_in(controls={"immediate_data": immediate, "initial_r2t": initial_r2t,
@@ -172,7 +173,8 @@ def test_long_send_targets_answer_is_split_with_continue_bit():
     reg, _ = make_registry()
     from gateway.portal.registry import PortalSpec, Target, Tpg
     for i in range(300):
-        reg.set_target(Target(f"iqn.2003-01.org.example:t{i:03d}", tpgs={1: Tpg(1, [PortalSpec("10.1.1.1")])}))
+        reg.set_target(Target(f"iqn.2003-01.org.example:t{i:03d}",
+                              tpgs={1: Tpg(1, [PortalSpec("10.1.1.1")])}))
     pair = Pair(reg, Initiator(INITIATOR, keys={"MaxRecvDataSegmentLength": "512"}))
     assert pair.do_login(discovery=True).status == (0, 0)
     pair.ini.text([("SendTargets", "All")])
@@ -209,7 +211,8 @@ def test_abort_of_unknown_task_reports_task_does_not_exist():
 
 @pytest.mark.parametrize("function,response", [(TmfFunction.CLEAR_ACA, TmfResponse.NOT_SUPPORTED),
                                                (TmfFunction.TARGET_COLD_RESET, TmfResponse.NOT_SUPPORTED),
-                                               (TmfFunction.TASK_REASSIGN, TmfResponse.REASSIGN_NOT_SUPPORTED)])
+                                               (TmfFunction.TASK_REASSIGN,
+                                                TmfResponse.REASSIGN_NOT_SUPPORTED)])
 def test_unsupported_task_management_functions_are_answered(function, response):
     pair = logged_in()
     pair.ini.tmf(function)

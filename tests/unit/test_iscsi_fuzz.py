@@ -75,7 +75,8 @@ login_pdus = st.builds(
         data=raw if raw is not None else encode_text([(k or "K", v) for k, v in pairs]), transit=transit,
         cont=cont, csg=csg, nsg=nsg, version_min=vmin, isid=b"\x80\0\0\0\0\1", tsih=tsih, itt=1),
     text_pairs, st.booleans(), st.booleans(), st.integers(0, 3), st.integers(0, 3),
-    st.sampled_from([0, 0, 0, 1]), st.sampled_from([0, 0, 0, 5]), st.one_of(st.none(), st.binary(max_size=80)))
+    st.sampled_from([0, 0, 0, 1]), st.sampled_from([0, 0, 0, 5]),
+    st.one_of(st.none(), st.binary(max_size=80)))
 
 
 @FUZZ
@@ -84,7 +85,8 @@ def test_login_state_machine_answers_every_request_sequence(requests, with_ident
     reg, _ = make_registry()
     login = TargetLogin(reg.authority(("127.0.4.1", 3260), ("x", 1)))
     if with_identity:
-        requests[0].data = encode_text([("InitiatorName", INITIATOR), ("TargetName", TARGET)]) + requests[0].data
+        identity = encode_text([("InitiatorName", INITIATOR), ("TargetName", TARGET)])
+        requests[0].data = identity + requests[0].data
     for req in requests:
         if login.finished:
             break

@@ -173,7 +173,8 @@ def test_discovery_login_needs_no_target_name_and_honours_discovery_chap():
     pair = Pair(reg, Initiator(INITIATOR))
     assert pair.do_login(discovery=True).status == LoginStatus.SUCCESS
     reg.set_discovery_auth(ChapCredentials(USER))
-    assert Pair(reg, Initiator(INITIATOR)).do_login(discovery=True).status == LoginStatus.AUTHENTICATION_FAILURE
+    refused = Pair(reg, Initiator(INITIATOR)).do_login(discovery=True)
+    assert refused.status == LoginStatus.AUTHENTICATION_FAILURE
     ok = Pair(reg, Initiator(INITIATOR, chap=USER)).do_login(discovery=True)
     assert ok.status == LoginStatus.SUCCESS
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from iscsi_harness import INITIATOR, TARGET, logged_in, make_registry, read10
+from iscsi_harness import INITIATOR, TARGET, make_registry, read10
 
 from gateway.portal.ramdisk import RamDisk
 from gateway.portal.registry import ClientAcl, PortalSpec, TargetControls, Tpg
@@ -26,8 +26,9 @@ class FakeLive:
 
 
 def session(reg, name=INITIATOR, isid=b"\x80\0\0\0\0\1"):
-    from gateway.iscsi.initiator import Initiator
     from iscsi_harness import Pair
+
+    from gateway.iscsi.initiator import Initiator
     pair = Pair(reg, Initiator(name, TARGET, isid=isid))
     assert pair.do_login().status == (0, 0)
     live = FakeLive()
@@ -68,8 +69,9 @@ def test_disabling_the_tpg_closes_its_sessions_and_refuses_new_logins():
     target.tpgs[1] = Tpg(1, [PortalSpec("127.0.4.1", 3260)], enabled=False)
     reg.set_target(target)
     assert live.closed
-    from gateway.iscsi.initiator import Initiator
     from iscsi_harness import Pair
+
+    from gateway.iscsi.initiator import Initiator
     assert Pair(reg, Initiator(INITIATOR, TARGET)).do_login().status == (0x02, 0x03)
 
 
