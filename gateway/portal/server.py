@@ -14,9 +14,10 @@ import asyncio
 import logging
 from typing import Any
 
-from gateway.iscsi.connection import CommandReady, LogoutRequested, TargetConnection, TaskManagement
+from gateway.iscsi.connection import TargetConnection
 from gateway.iscsi.constants import LoginStatus, TmfFunction, TmfResponse
 from gateway.iscsi.errors import RemoteProtocolError
+from gateway.iscsi.events import CommandReady, LogoutRequested, TaskManagement
 from gateway.iscsi.framing import PduReader, frame
 from gateway.iscsi.login import LOGIN_SEGMENT, TargetLogin
 from gateway.iscsi.pdu import LoginRequest, LoginResponse

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from gateway.iscsi.chap import ChapCredentials
-from gateway.iscsi.connection import CommandReady, LogoutRequested, TargetConnection, TaskManagement
+from gateway.iscsi.connection import TargetConnection
 from gateway.iscsi.constants import TmfResponse
+from gateway.iscsi.events import CommandReady, LogoutRequested, TaskManagement
 from gateway.iscsi.framing import PduReader, frame
 from gateway.iscsi.initiator import CommandResult, Initiator, LoginOutcome
 from gateway.iscsi.login import LOGIN_SEGMENT, TargetLogin

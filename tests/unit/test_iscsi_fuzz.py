@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from iscsi_harness import INITIATOR, TARGET, Pair, logged_in, make_registry
 
-from gateway.iscsi.connection import CommandReady, LogoutRequested, TaskManagement
 from gateway.iscsi.constants import Op
 from gateway.iscsi.errors import RemoteProtocolError
+from gateway.iscsi.events import CommandReady, LogoutRequested, TaskManagement
 from gateway.iscsi.framing import PduReader, frame
 from gateway.iscsi.initiator import Initiator
 from gateway.iscsi.keys import KEYS, encode_text
