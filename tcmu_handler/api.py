@@ -17,7 +17,16 @@ Data movement rules:
   number of bytes the *CDB* asks to move; for reads it defaults to the length of
   the data) and reports underflow/overflow.  A device that cannot accept a
   mismatch (e.g. a WRITE whose EDTL is smaller than the CDB's length) answers
-  CHECK CONDITION itself.
+  CHECK CONDITION itself.  The rule libiscsi's iSCSIResiduals tests accept (FCP-4
+  9.4.2): EDTL >= CDB length -> write the CDB length, GOOD; EDTL < CDB length and a
+  multiple of the block size -> write only EDTL bytes, GOOD; otherwise CHECK
+  CONDITION, ILLEGAL REQUEST, INVALID FIELD IN COMMAND INFORMATION UNIT (05/0E/03)
+  and write nothing.  In every case set ``transfer_length`` (CDB length in bytes),
+  also with CHECK CONDITION, so the transport reports the residual.
+* Aborts: once ``abort_task`` returned True, or after ``abort_task_set`` /
+  ``lun_reset``, the aborted commands' ``execute`` may end any way (a result, TASK
+  ABORTED, or ``asyncio.CancelledError`` -- the transport may cancel it); the transport
+  sends no response for them to the nexus that asked.
 """
 
 from __future__ import annotations

@@ -48,6 +48,8 @@ class LoginAccess:
     offers: TargetOffers = field(default_factory=TargetOffers)
     tpgt: int = 1
     target_alias: str = ""
+    # CmdSN window of the session; the login responses already advertise it.
+    cmdsn_depth: int = 128
 
 
 @dataclass
@@ -206,6 +208,7 @@ class TargetLogin:
         if access.status != LoginStatus.SUCCESS:
             return access.status
         self._access = access
+        self.cmdsn_depth = access.cmdsn_depth
         self._nego = TargetNegotiation(access.offers, discovery=self._discovery)
         if "InitiatorAlias" in keys:
             self._nego.results["InitiatorAlias"] = keys["InitiatorAlias"]

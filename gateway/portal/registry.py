@@ -24,6 +24,7 @@ from gateway.settings import TARGET_CONTROLS, parse_controls
 from tcmu_handler.api import LogicalUnit, LunTable, Nexus
 
 log = logging.getLogger(__name__)
+DISCOVERY_CMDSN_DEPTH = 16
 
 
 @dataclass
@@ -283,7 +284,7 @@ class PortalAuthority:
         reg = self.registry
         if discovery:
             return LoginAccess(chap=reg.discovery_chap, chap_algorithms=reg.chap_algorithms,
-                               offers=TargetOffers(), tpgt=0)
+                               offers=TargetOffers(), tpgt=0, cmdsn_depth=DISCOVERY_CMDSN_DEPTH)
         target = reg.targets.get(target_name or "")
         if target is None:
             return LoginAccess(status=LoginStatus.NOT_FOUND)
@@ -300,7 +301,7 @@ class PortalAuthority:
             chap, self.luns = target.chap, target.luns
         self.target, self.tpg = target, tpg
         return LoginAccess(chap=chap, chap_algorithms=reg.chap_algorithms, offers=target.controls.offers(),
-                           tpgt=tpg.tag, target_alias=target.alias)
+                           tpgt=tpg.tag, target_alias=target.alias, cmdsn_depth=target.controls.cmdsn_depth)
 
     def admit(self, login: LoginResult) -> int | tuple[int, int]:
         reg = self.registry

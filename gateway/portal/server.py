@@ -160,7 +160,7 @@ class IscsiConnection(asyncio.BufferedProtocol):
             self.controls = self.authority.target.controls
         target = None if result.discovery else result.target_name
         self.conn = TargetConnection(
-            result, cmdsn_depth=self.controls.cmdsn_depth if not result.discovery else 16,
+            result, cmdsn_depth=self.login.cmdsn_depth,
             catalogue=lambda value: self.registry.catalogue(value, target), clock=self.loop.time)
         # Bytes already received (none, normally) move to the connection's reader.
         leftover = self.reader

@@ -72,7 +72,8 @@ class Pair:
             elif self.login.result is not None:
                 res = self.login.result
                 target = None if res.discovery else res.target_name
-                self.conn = TargetConnection(res, catalogue=lambda v: self.registry.catalogue(v, target))
+                self.conn = TargetConnection(res, cmdsn_depth=self.login.cmdsn_depth,
+                                             catalogue=lambda v: self.registry.catalogue(v, target))
             return
         self.conn.receive_data(data)
         self.drain_target()

@@ -316,3 +316,12 @@ def test_write_larger_than_the_connection_may_buffer_is_refused_without_allocati
     res = pair.command(write10(0, 1), write=b"", edtl=1 << 31)
     assert res.status == 2 and (res.sense[2], res.sense[12]) == (0x05, 0x24)
     assert pair.conn._budget_used == 0 and pair.command(bytes(6)).status == 0
+
+
+def test_window_advertised_at_login_matches_the_session_cmdsn_depth():
+    pair = logged_in(controls={"cmdsn_depth": 4}, auto=False)
+    assert (pair.ini.max_cmdsn - pair.ini.cmdsn + 1) % (1 << 32) == 4
+    for _ in range(4):                               # the whole advertised window is usable
+        pair.ini.scsi(bytes(6))
+    pair.pump()
+    assert len(pair.ready) == 4
