@@ -253,3 +253,54 @@ def test_header_and_data_digests_over_tcp_with_large_transfers(portal):
         alice.close()
 
     loop.run_until_complete(scenario())
+
+
+def test_sync_listeners_follows_the_tpgs_enabled_on_this_gateway(portal):
+    loop, server, registry, port = portal
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.4.21", 0))
+        free = s.getsockname()[1]
+    target = registry.targets[TARGET]
+    target.tpgs[2] = Tpg(2, [PortalSpec("127.0.4.21", free)], enabled=True)
+
+    async def scenario():
+        await server.stop_listening(IP, port)
+        target.tpgs[1].enabled = False
+        await server.sync_listeners()
+        assert server.listening == [("127.0.4.21", free)]
+        r, w = await asyncio.open_connection("127.0.4.21", free)
+        w.close()
+        target.tpgs[2].enabled = False
+        await server.sync_listeners()
+        assert server.listening == []
+
+    loop.run_until_complete(scenario())
+
+
+def test_task_management_through_the_portal(portal):
+    loop, server, registry, port = portal
+    from gateway.iscsi.constants import TmfFunction, TmfResponse
+    from gateway.iscsi.pdu import TaskManagementResponse
+
+    async def answer(client, itt):
+        def mine(e):
+            return isinstance(e, TaskManagementResponse) and e.itt == itt
+        await client.pump(lambda evs: any(mine(e) for e in evs))
+        return next(e.response for e in client.events if mine(e))
+
+    async def scenario():
+        alice = Client(port)
+        assert (await alice.login()).status == (0, 0)
+        done = await alice.command(bytes(6))
+        assert await answer(alice, alice.ini.tmf(TmfFunction.ABORT_TASK, ref_itt=done.itt,
+                                                 ref_cmdsn=0)) == TmfResponse.TASK_DOES_NOT_EXIST
+        assert await answer(alice, alice.ini.tmf(TmfFunction.LOGICAL_UNIT_RESET, lun=7)) == \
+            TmfResponse.LUN_DOES_NOT_EXIST
+        reset = alice.ini.tmf(TmfFunction.LOGICAL_UNIT_RESET, lun=0)
+        assert await answer(alice, reset) == TmfResponse.COMPLETE
+        assert await answer(alice, alice.ini.tmf(TmfFunction.TARGET_WARM_RESET)) == TmfResponse.COMPLETE
+        assert (await alice.command(bytes(6))).status == 0
+        alice.close()
+
+    loop.run_until_complete(scenario())

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from iscsi_harness import INITIATOR, TARGET, Pair, logged_in, make_registry
 
+from gateway.iscsi.chap import ChapCredentials, ChapSecret
 from gateway.iscsi.constants import Op
 from gateway.iscsi.errors import RemoteProtocolError
 from gateway.iscsi.events import CommandReady, LogoutRequested, TaskManagement
@@ -67,6 +68,7 @@ def test_mutated_valid_pdus_never_crash_the_reader(mutations):
 
 key_names = st.sampled_from(sorted(KEYS) + ["X-foo", "Bogus", "CHAP_A", ""])
 values = st.one_of(st.sampled_from(["Yes", "No", "None", "CRC32C", "CHAP", "5", "0", "65536", "0x10",
+                                    "5,6,7,8", "0x" + "ab" * 16, "fuzz-user", "CHAP,None",
                                     "Normal", "Discovery", INITIATOR, TARGET, "", "Reject", "0bAAAA"]),
                    st.text(max_size=20))
 text_pairs = st.lists(st.tuples(key_names, values), max_size=8)
@@ -80,9 +82,10 @@ login_pdus = st.builds(
 
 
 @FUZZ
-@given(st.lists(login_pdus, min_size=1, max_size=6), st.booleans())
-def test_login_state_machine_answers_every_request_sequence(requests, with_identity):
-    reg, _ = make_registry()
+@given(st.lists(login_pdus, min_size=1, max_size=6), st.booleans(), st.booleans())
+def test_login_state_machine_answers_every_request_sequence(requests, with_identity, chap_required):
+    chap = ChapCredentials(ChapSecret("fuzz-user", "fuzz-secret-1"), ChapSecret("tgt-user", "tgt-secret-12"))
+    reg, _ = make_registry(chap=chap if chap_required else None)
     login = TargetLogin(reg.authority(("127.0.4.1", 3260), ("x", 1)))
     if with_identity:
         identity = encode_text([("InitiatorName", INITIATOR), ("TargetName", TARGET)])
