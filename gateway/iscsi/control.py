@@ -60,6 +60,9 @@ class ControlRequests:
             if task is None:
                 # Not received yet (RefCmdSN still ahead of us): make sure it never runs.
                 if sn_le(self.window.exp_cmdsn, pdu.ref_cmdsn) and self.window.in_window(pdu.ref_cmdsn):
+                    # Forget marks the window has moved past (commands that never came).
+                    window = self.window
+                    self._aborted_cmdsns = {sn for sn in self._aborted_cmdsns if window.in_window(sn)}
                     self._aborted_cmdsns.add(pdu.ref_cmdsn)
                     self.task_management_response(pdu.itt, TmfResponse.COMPLETE)
                 else:

@@ -325,3 +325,15 @@ def test_window_advertised_at_login_matches_the_session_cmdsn_depth():
         pair.ini.scsi(bytes(6))
     pair.pump()
     assert len(pair.ready) == 4
+
+
+def test_abort_of_a_command_not_yet_received_discards_it_on_arrival():
+    pair = logged_in(auto=False)
+    sn = pair.ini.cmdsn
+    tmf = pair.ini.tmf(TmfFunction.ABORT_TASK, ref_itt=0x999, ref_cmdsn=sn)
+    rsp = [e for e in pair.pump() if isinstance(e, TaskManagementResponse) and e.itt == tmf]
+    assert rsp[0].response == TmfResponse.COMPLETE
+    pair.ini.scsi(bytes(6))                     # the aborted command (CmdSN sn) arrives late
+    pair.ini.scsi(bytes(6))                     # the next one still runs
+    pair.pump()
+    assert [ev.task.cmdsn for ev in pair.ready] == [sn + 1]

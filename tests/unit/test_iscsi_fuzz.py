@@ -6,6 +6,8 @@ arbitrary login request sequences; a logged-in connection gets arbitrary well-fr
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from iscsi_harness import INITIATOR, TARGET, Pair, logged_in, make_registry
@@ -20,7 +22,9 @@ from gateway.iscsi.keys import KEYS, encode_text
 from gateway.iscsi.login import TargetLogin
 from gateway.iscsi.pdu import LoginRequest, NopOut, ScsiCommand, decode_pdu
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# ISCSI_FUZZ_EXAMPLES raises the budget for a long local run; the default keeps CI at seconds.
+EXAMPLES = int(os.environ.get("ISCSI_FUZZ_EXAMPLES", "1500"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def drain(reader: PduReader) -> None:
@@ -107,7 +111,7 @@ initiator_pdus = st.builds(
     st.booleans(), st.integers(0, 255), st.binary(min_size=42, max_size=42), st.binary(max_size=300))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=EXAMPLES // 2, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(st.lists(initiator_pdus, max_size=10))
 def test_logged_in_connection_survives_arbitrary_pdus(pdus):
