@@ -65,6 +65,7 @@ class RamDisk:
         self.block_size = block_size
         self.blocks = size // block_size
         self.storage = bytearray(size)
+        self._view = memoryview(self.storage)
         self.serial = serial or uuid.uuid4().hex[:16]
 
     # -- LogicalUnit -------------------------------------------------------------------
@@ -112,7 +113,9 @@ class RamDisk:
         if lba + count > self.blocks:
             return check(*LBA_OUT_OF_RANGE)
         bs = self.block_size
-        return ScsiResult(data=bytes(self.storage[lba * bs:(lba + count) * bs]))
+        # A view, not a copy: the transport slices it into Data-In PDUs and the socket
+        # layer copies it once (commands overlapping it in time have no defined order).
+        return ScsiResult(data=self._view[lba * bs:(lba + count) * bs])
 
     def _write(self, cmd: ScsiCommand, spec) -> ScsiResult:
         lba, count = self._range(cmd.cdb, spec)

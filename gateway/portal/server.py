@@ -337,12 +337,14 @@ class PortalServer:
 
     def __init__(self, registry: TargetRegistry, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.registry = registry
-        self.loop = loop or asyncio.get_event_loop()
+        self.loop = loop            # None: the running loop of the first listen()
         self.servers: dict[tuple[str, int], asyncio.base_events.Server] = {}
         self.connections: set[IscsiConnection] = set()
 
     async def listen(self, ip: str, port: int = 3260) -> tuple[str, int]:
         """Start listening (port 0 picks a free port); returns the bound address."""
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
         server = await self.loop.create_server(lambda: IscsiConnection(self), ip, port, reuse_address=True,
                                                start_serving=True)
         bound = server.sockets[0].getsockname()[:2]
