@@ -87,6 +87,15 @@ class PduReader:
         else:
             self._end += nbytes
 
+    def take_buffered(self) -> bytes:
+        """Remove and return the unparsed bytes (to hand them to another reader)."""
+        if self._seg is not None:
+            raise ValueError("a data segment is half read")
+        data = bytes(self._buf[self._start:self._end]) + bytes(self._backlog)
+        self._start = self._end = 0
+        self._backlog = bytearray()
+        return data
+
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as PDUs (for tests and limits)."""

@@ -102,6 +102,11 @@ class TargetLogin:
         self._authenticated = False
 
     @property
+    def initiator_name(self) -> str:
+        """The InitiatorName of the first request ("" before it arrives)."""
+        return self._initiator
+
+    @property
     def finished(self) -> bool:
         return self.result is not None or self.failed is not None
 

@@ -146,8 +146,8 @@ class IscsiConnection(asyncio.BufferedProtocol):
             self._close_after_flush()
             return
         if login.failed:
-            log.info("login of %s from %s failed with status %02x%02x", login._initiator or "?", self.peer,
-                     *login.failed)
+            log.info("login of %s from %s failed with status %02x%02x", login.initiator_name or "?",
+                     self.peer, *login.failed)
             self._close_after_flush()
             return
         self._enter_full_feature()
@@ -163,9 +163,9 @@ class IscsiConnection(asyncio.BufferedProtocol):
             result, cmdsn_depth=self.login.cmdsn_depth,
             catalogue=lambda value: self.registry.catalogue(value, target), clock=self.loop.time)
         # Bytes already received (none, normally) move to the connection's reader.
-        leftover = self.reader
+        leftover = self.reader.take_buffered()
         self.reader = self.conn.reader
-        self.reader.receive_data(bytes(leftover._buf[leftover._start:leftover._end]))
+        self.reader.receive_data(leftover)
         p = result.params
         log.info("%s session of %s (ISID %s) from %s: TSIH %d, HeaderDigest %s, DataDigest %s",
                  "discovery" if result.discovery else f"{result.target_name} tpgt {result.tpgt}",

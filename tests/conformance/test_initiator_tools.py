@@ -11,7 +11,6 @@ import pytest
 from portal_process import IQN, running_portal
 
 USER, PASSWORD = "chap-user-01", "chap-secret-0123"
-DISC_USER, DISC_PASSWORD = "disc-user-01", "disc-secret-0123"
 ALLOWED = "iqn.2024-01.org.example:allowed"
 
 
@@ -27,8 +26,9 @@ def plain():
 
 @pytest.fixture(scope="module")
 def chap():
+    # iscsi-ls uses the URL's credentials for discovery and for the login that lists LUNs.
     with running_portal("127.0.4.13", "--ramdisk", "16M", "--chap", f"{USER}:{PASSWORD}",
-                        "--discovery-chap", f"{DISC_USER}:{DISC_PASSWORD}") as portal:
+                        "--discovery-chap", f"{USER}:{PASSWORD}") as portal:
         yield portal
 
 
@@ -42,17 +42,16 @@ def test_iscsi_ls_discovers_the_target_and_its_luns_without_chap(plain):
 
 
 def test_iscsi_ls_with_chap_on_discovery_and_login(chap):
-    # iscsi-ls uses the URL's credentials for the discovery and the normal session; the
-    # portal's discovery CHAP and target CHAP differ, so use matching pairs for each step.
-    out = run("iscsi-ls", f"iscsi://{DISC_USER}%{DISC_PASSWORD}@{chap.address}")
+    out = run("iscsi-ls", "-s", f"iscsi://{USER}%{PASSWORD}@{chap.address}")
     assert out.returncode == 0, out.stderr
     assert f"Target:{IQN} Portal:{chap.address},1" in out.stdout
+    assert re.search(r"Lun:0\s+Type:DIRECT_ACCESS", out.stdout), out.stdout
     out = run("iscsi-inq", chap.url(0, USER, PASSWORD))
     assert out.returncode == 0 and "Vendor:RAMDISK" in out.stdout, out.stderr
 
 
 def test_iscsi_ls_without_or_with_wrong_chap_is_refused(chap):
-    for url in (f"iscsi://{chap.address}", f"iscsi://{DISC_USER}%wrong-password-1@{chap.address}"):
+    for url in (f"iscsi://{chap.address}", f"iscsi://{USER}%wrong-password-1@{chap.address}"):
         out = run("iscsi-ls", url)
         assert out.returncode != 0 and "Target:" not in out.stdout
     out = run("iscsi-inq", chap.url(0, USER, "wrong-password-1"))
