@@ -337,3 +337,39 @@ def test_abort_of_a_command_not_yet_received_discards_it_on_arrival():
     pair.ini.scsi(bytes(6))                     # the next one still runs
     pair.pump()
     assert [ev.task.cmdsn for ev in pair.ready] == [sn + 1]
+
+
+def test_several_outstanding_r2ts_and_unsolicited_first_burst_assemble_in_order():
+    keys = {"MaxOutstandingR2T": "4", "MaxBurstLength": "8192", "FirstBurstLength": "4096",
+            "InitialR2T": "No", "ImmediateData": "Yes", "MaxRecvDataSegmentLength": "2048"}
+    pair = logged_in(controls={"max_outstanding_r2t": 4, "max_burst_length": 8192, "first_burst_length": 4096,
+                               "initial_r2t": False},
+                     initiator_kw={"keys": keys}, auto=False)
+    p = pair.conn.params
+    assert (p.max_outstanding_r2t, p.max_burst_length, p.first_burst_length, p.initial_r2t) == (4, 8192, 4096,
+                                                                                                 False)
+    data = os.urandom(100 * BS)
+    itt = pair.ini.scsi(write10(0, 100), write=data)
+    pair.pump()
+    [ready] = pair.ready
+    assert ready.task.itt == itt and bytes(ready.task.data_out) == data
+    assert ready.task.r2tsn == -(-(len(data) - 4096) // 8192)       # R2Ts only for what was not unsolicited
+
+
+def test_data_in_sequences_end_at_each_max_burst():
+    pair = logged_in(controls={"max_burst_length": 8192},
+                     initiator_kw={"keys": {"MaxBurstLength": "8192", "MaxRecvDataSegmentLength": "4096"}})
+    from gateway.iscsi.pdu import DataIn
+    seen = []
+    original = pair.ini._handle
+
+    def spy(pdu):
+        if isinstance(pdu, DataIn):
+            seen.append((pdu.offset, len(pdu.data), bool(pdu.flags & 0x80)))
+        original(pdu)
+
+    pair.ini._handle = spy
+    assert pair.command(read10(0, 48), read_length=48 * BS).status == 0
+    assert [n for _, n, _ in seen] == [4096] * 6
+    finals = [off + n for off, n, final in seen if final]
+    assert finals == [8192, 16384, 24576]
