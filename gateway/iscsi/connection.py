@@ -129,18 +129,20 @@ class TargetConnection(ControlRequests):
                     self.state = ConnState.CLOSED
                     raise
                 self._reject(e.reject_reason, e.header)
-                self._after_reject(e.header)
+                self._after_reject(e.header, e.reject_reason)
         return events.popleft()
 
-    def _after_reject(self, header: bytes | None) -> None:
-        """A PDU the reader rejected (oversize, data digest): keep sequence state right."""
+    def _after_reject(self, header: bytes | None, reason: int = RejectReason.PROTOCOL_ERROR) -> None:
+        """After rejecting a PDU, keep sequence state right: a rejected non-immediate request
+        still uses its CmdSN; a lost Data-Out ends its command (ERL 0)."""
         if not header or len(header) < 48:
             return
         op = header[0] & 0x3F
         if op == Op.DATA_OUT:
             task = self.tasks.get(int.from_bytes(header[16:20], "big"))
             if task is not None and task.state is TaskState.RECEIVING:
-                self._fail_receiving(task, CRC_ERROR)
+                self._fail_receiving(task, CRC_ERROR if reason == RejectReason.DATA_DIGEST_ERROR
+                                     else DATA_PHASE_ERROR)
         elif op in (Op.SCSI_CMD, Op.NOP_OUT, Op.TEXT_REQ, Op.TMF_REQ, Op.LOGOUT_REQ) \
                 and not header[0] & 0x40:
             cmdsn = int.from_bytes(header[24:28], "big")
@@ -153,9 +155,8 @@ class TargetConnection(ControlRequests):
         if op not in ALLOWED_OPCODES[(self.discovery, self.state)]:
             reason = RejectReason.WAITING_FOR_LOGOUT if self.state is ConnState.LOGOUT_REQUESTED \
                 else RejectReason.PROTOCOL_ERROR
-            if op == Op.SCSI_CMD and not pdu.immediate and self.window.in_window(pdu.cmdsn):
-                self._consume_cmdsn(pdu.cmdsn)
             self._reject(reason, pdu.raw)
+            self._after_reject(pdu.raw, reason)
             return
         self._handlers[op](pdu)
 

@@ -373,3 +373,22 @@ def test_data_in_sequences_end_at_each_max_burst():
     assert [n for _, n, _ in seen] == [4096] * 6
     finals = [off + n for off, n, final in seen if final]
     assert finals == [8192, 16384, 24576]
+
+
+def test_data_out_with_bad_data_digest_is_rejected_and_its_command_fails_with_crc_error():
+    pair = logged_in(initiator_kw={"keys": {"HeaderDigest": "CRC32C", "DataDigest": "CRC32C",
+                                            "ImmediateData": "No", "InitialR2T": "Yes"}})
+    sent = []
+    pair.ini._send_data = lambda itt, off, length, ttt, lun: sent.append((itt, off, length, ttt, lun))
+    itt = pair.ini.scsi(write10(0, 1), write=b"d" * BS)
+    pair.pump()
+    _, off, length, ttt, lun = sent[0]
+    raw = bytearray(b"".join(bytes(b) for b in frame(DataOut(data=b"d" * BS, final=True, itt=itt, ttt=ttt),
+                                                      True, True)))
+    raw[-1] ^= 0xFF                                   # corrupt the data digest
+    pair.target_receive(bytes(raw))
+    events = pair.pump()
+    assert [e.reason for e in events if isinstance(e, Reject)] == [RejectReason.DATA_DIGEST_ERROR]
+    [res] = [e for e in events if isinstance(e, CommandResult)]
+    assert res.itt == itt and res.status == 2 and res.sense[12:14] == b"\x47\x05"
+    assert pair.command(bytes(6)).status == 0
