@@ -13,9 +13,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 IQN = "iqn.2003-01.org.ceph.iscsi-gw:ramdisk"
+# Where scripts/build-libiscsi-test-tool (run by install-deps) puts libiscsi 1.20's binary.
 LIBISCSI_TEST_CU = os.environ.get("LIBISCSI_TEST_CU") or str(
-    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    / "ceph-rbd-iscsi-gw/libiscsi-test-tool/iscsi-test-cu")
+    Path(os.environ.get("LIBISCSI_TEST_DIR")
+         or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+         / "ceph-rbd-iscsi-gw/libiscsi-test-tool") / "iscsi-test-cu")
 
 
 @dataclass
