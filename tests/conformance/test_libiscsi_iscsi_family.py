@@ -21,6 +21,10 @@ from portal_process import LIBISCSI_TEST_CU, running_portal
 REQUIRED_SUITES = ("iSCSIcmdsn", "iSCSIdatasn", "iSCSIResiduals", "iSCSITMF", "iSCSISendTargets", "iSCSINop",
                    "iSCSICHAP")
 CHAP_USER, CHAP_PASSWORD = "libiscsi-user", "libiscsi-secret1"
+# iscsi-test-cu's initiator names; the CHAP suite logs in as the second one.  The CHAP
+# portal has ACLs on (per-client CHAP), the other portal runs without ACLs.
+INITIATOR_1 = "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test"
+INITIATOR_2 = "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2"
 
 
 @dataclass
@@ -72,26 +76,33 @@ def run_test(binary: str, name: str, url: str) -> Outcome:
 
 
 def test_iscsi_family_passes_with_no_failure_crash_or_skip(capsys):
+    """Every test against a CHAP + ACL portal; every test but the CHAP suite again against a
+    portal without authentication or ACLs."""
     binary = cu_binary()
     suites = list_iscsi_tests(binary)
     missing = [s for s in REQUIRED_SUITES if s not in suites]
     assert not missing, f"iscsi-test-cu lacks suites {missing}: is it libiscsi >= 1.20?"
-    outcomes: list[Outcome] = []
+    runs: dict[str, list[Outcome]] = {"CHAP+ACL portal": [], "open portal": []}
     with running_portal("127.0.4.10", "--ramdisk", "64M") as plain, \
-            running_portal("127.0.4.11", "--ramdisk", "64M",
+            running_portal("127.0.4.11", "--ramdisk", "64M", "--acl", INITIATOR_1, "--acl", INITIATOR_2,
                            "--chap", f"{CHAP_USER}:{CHAP_PASSWORD}") as chap:
         for suite, tests in sorted(suites.items()):
             for test in tests:
-                url = chap.url(0, CHAP_USER, CHAP_PASSWORD) if suite == "iSCSICHAP" else plain.url(0)
-                outcomes.append(run_test(binary, f"iSCSI.{suite}.{test}", url))
+                name = f"iSCSI.{suite}.{test}"
+                runs["CHAP+ACL portal"].append(run_test(binary, name, chap.url(0, CHAP_USER, CHAP_PASSWORD)))
+                if suite != "iSCSICHAP":
+                    runs["open portal"].append(run_test(binary, name, plain.url(0)))
     verdicts = ("passed", "failed", "crashed", "skipped")
-    counts = {v: sum(1 for o in outcomes if o.verdict == v) for v in verdicts}
+    totals = dict.fromkeys(verdicts, 0)
     with capsys.disabled():
-        print(f"\niscsi-test-cu iSCSI family ({len(outcomes)} tests in {len(suites)} suites): "
-              f"{counts['passed']} PASS, {counts['failed']} FAIL, {counts['crashed']} CRASH, "
-              f"{counts['skipped']} SKIP")
-        for o in outcomes:
-            if o.verdict != "passed":
-                print(f"  {o.verdict.upper()}: {o.name}\n{o.detail}")
-    assert counts["failed"] == counts["crashed"] == counts["skipped"] == 0
-    assert counts["passed"] == len(outcomes) >= 20
+        for label, outcomes in runs.items():
+            counts = {v: sum(1 for o in outcomes if o.verdict == v) for v in verdicts}
+            for v in verdicts:
+                totals[v] += counts[v]
+            print(f"\niscsi-test-cu iSCSI family, {label} ({len(outcomes)} tests): {counts['passed']} PASS, "
+                  f"{counts['failed']} FAIL, {counts['crashed']} CRASH, {counts['skipped']} SKIP")
+            for o in outcomes:
+                if o.verdict != "passed":
+                    print(f"  {o.verdict.upper()}: {o.name}\n{o.detail}")
+    assert totals["failed"] == totals["crashed"] == totals["skipped"] == 0
+    assert len(runs["CHAP+ACL portal"]) >= 21 and totals["passed"] == sum(len(o) for o in runs.values())
