@@ -266,7 +266,9 @@ class PortalAuthority:
 
     def __init__(self, registry: TargetRegistry, local: tuple, peer: tuple) -> None:
         self.registry = registry
-        self.local = (local[0], local[1]) if local else ("", 0)
+        ip = local[0] if local else ""
+        # A dual-stack listener reports IPv4 peers as IPv4-mapped IPv6 addresses.
+        self.local = (ip.removeprefix("::ffff:") if "." in ip else ip, local[1] if local else 0)
         self.peer = peer
         self.target: Target | None = None
         self.tpg: Tpg | None = None

@@ -124,3 +124,9 @@ def test_tsih_is_unique_among_live_sessions():
     reg, _ = make_registry()
     tsihs = {session(reg, isid=bytes([0x80, 0, 0, 0, 0, i]))[0].authority.record.tsih for i in range(5)}
     assert len(tsihs) == 5 and 0 not in tsihs
+
+
+def test_ipv4_mapped_local_address_matches_the_ipv4_portal():
+    reg, _ = make_registry()
+    authority = reg.authority(("::ffff:127.0.4.1", 3260, 0, 0), ("::ffff:127.0.4.9", 5000, 0, 0))
+    assert authority.resolve(INITIATOR, TARGET, False).status == (0, 0)
