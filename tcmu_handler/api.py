@@ -17,9 +17,9 @@ Data movement rules:
   number of bytes the *CDB* asks to move; for reads it defaults to the length of
   the data) and reports underflow/overflow.  A device that cannot accept a
   mismatch (e.g. a WRITE whose EDTL is smaller than the CDB's length) answers
-  CHECK CONDITION itself.  The rule libiscsi's iSCSIResiduals tests accept (FCP-4
-  9.4.2): EDTL >= CDB length -> write the CDB length, GOOD; EDTL < CDB length and a
-  multiple of the block size -> write only EDTL bytes, GOOD; otherwise CHECK
+  CHECK CONDITION itself.  The rule libiscsi's iSCSIResiduals tests accept (the FCP-4
+  rule for FCP_DL mismatches they quote): EDTL >= CDB length -> write the CDB length,
+  GOOD; EDTL < CDB length and a multiple of the block size -> write only EDTL bytes, GOOD; otherwise CHECK
   CONDITION, ILLEGAL REQUEST, INVALID FIELD IN COMMAND INFORMATION UNIT (05/0E/03)
   and write nothing.  In every case set ``transfer_length`` (CDB length in bytes),
   also with CHECK CONDITION, so the transport reports the residual.
