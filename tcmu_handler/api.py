@@ -17,7 +17,16 @@ Data movement rules:
   number of bytes the *CDB* asks to move; for reads it defaults to the length of
   the data) and reports underflow/overflow.  A device that cannot accept a
   mismatch (e.g. a WRITE whose EDTL is smaller than the CDB's length) answers
-  CHECK CONDITION itself.
+  CHECK CONDITION itself.  The rule libiscsi's iSCSIResiduals tests accept (the FCP-4
+  rule for FCP_DL mismatches they quote): EDTL >= CDB length -> write the CDB length,
+  GOOD; EDTL < CDB length and a multiple of the block size -> write only EDTL bytes, GOOD; otherwise CHECK
+  CONDITION, ILLEGAL REQUEST, INVALID FIELD IN COMMAND INFORMATION UNIT (05/0E/03)
+  and write nothing.  In every case set ``transfer_length`` (CDB length in bytes),
+  also with CHECK CONDITION, so the transport reports the residual.
+* Aborts: once ``abort_task`` returned True, or after ``abort_task_set`` /
+  ``lun_reset``, the aborted commands' ``execute`` may end any way (a result, TASK
+  ABORTED, or ``asyncio.CancelledError`` -- the transport may cancel it); the transport
+  sends no response for them to the nexus that asked.
 """
 
 from __future__ import annotations
@@ -126,6 +135,10 @@ class LogicalUnit(Protocol):
         ...
 
 
+def _fixed_sense(key: int, asc: int, ascq: int) -> bytes:
+    return bytes([0x70, 0, key, 0, 0, 0, 0, 10, 0, 0, 0, 0, asc, ascq, 0, 0, 0, 0])
+
+
 @dataclass
 class LunTable:
     """What one I_T nexus sees: LUN id -> logical unit.
@@ -135,3 +148,41 @@ class LunTable:
     """
 
     luns: dict[int, LogicalUnit] = field(default_factory=dict)
+
+    def get(self, lun: int) -> LogicalUnit | None:
+        """The logical unit mapped at ``lun`` (for task management), or None."""
+        return self.luns.get(lun)
+
+    def update(self, luns: dict[int, LogicalUnit]) -> None:
+        """Replace the mapping while sessions use it (the SCSI layer's implementation
+        raises REPORTED LUNS DATA HAS CHANGED for the nexuses that see the table)."""
+        self.luns = dict(luns)
+
+    async def execute(self, cmd: ScsiCommand) -> ScsiResult:
+        """Run one command of this nexus: REPORT LUNS and unmapped LUNs are answered
+        here, everything else by the logical unit."""
+        lu = self.luns.get(cmd.lun)
+        if cmd.cdb[0] == 0xA0:  # REPORT LUNS (any LUN, SPC-4 6.33)
+            return self._report_luns(cmd.cdb)
+        if lu is not None:
+            return await lu.execute(cmd)
+        if cmd.cdb[0] == 0x12 and not cmd.cdb[1] & 1:
+            # INQUIRY to an unmapped LUN: peripheral qualifier 3, device type 1Fh.
+            alloc = int.from_bytes(cmd.cdb[3:5], "big")
+            data = bytes([0x7F, 0, 5, 0x12, 31]) + bytes(31)
+            return ScsiResult(data=data[:alloc])
+        if cmd.cdb[0] == 0x03:  # REQUEST SENSE: report why the LUN cannot be used
+            alloc = cmd.cdb[4]
+            return ScsiResult(data=_fixed_sense(0x05, 0x25, 0x00)[:alloc])
+        return ScsiResult(status=Status.CHECK_CONDITION, sense=_fixed_sense(0x05, 0x25, 0x00))
+
+    def _report_luns(self, cdb: bytes) -> ScsiResult:
+        if len(cdb) < 12:
+            return ScsiResult(status=Status.CHECK_CONDITION, sense=_fixed_sense(0x05, 0x24, 0x00))
+        alloc = int.from_bytes(cdb[6:10], "big")
+        body = bytearray()
+        for lun in sorted(self.luns):
+            first = lun if lun < 256 else 0x4000 | lun
+            body += first.to_bytes(2, "big") + bytes(6)
+        data = len(body).to_bytes(4, "big") + bytes(4) + bytes(body)
+        return ScsiResult(data=data[:alloc], transfer_length=min(alloc, len(data)))

@@ -1,0 +1,108 @@
+"""Run the portal standalone with RAM disks (for testing and benchmarks).
+
+    python -m gateway.portal --listen 127.0.0.1:3260 --ramdisk 64M
+    python -m gateway.portal --listen 127.0.0.1:3260 --ramdisk 64M --ramdisk 1G \\
+        --acl iqn.1994-05.com.redhat:client --chap user1234:password1234
+
+The daemon (rbd-target-gw) configures the same registry from the cluster config instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from gateway.iscsi.chap import ChapCredentials, ChapSecret
+from gateway.portal.ramdisk import RamDisk, parse_size
+from gateway.portal.registry import ClientAcl, PortalSpec, Target, TargetControls, TargetRegistry, Tpg
+from gateway.portal.server import PortalServer
+from tcmu_handler.api import LunTable
+
+DEFAULT_IQN = "iqn.2003-01.org.ceph.iscsi-gw:ramdisk"
+
+
+def _secret(text: str | None) -> ChapSecret | None:
+    if not text:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep:
+        raise SystemExit(f"expected USER:PASSWORD, got {text!r}")
+    return ChapSecret(user, password)
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def build_registry(args: argparse.Namespace) -> TargetRegistry:
+    registry = TargetRegistry()
+    disks = {i: RamDisk(parse_size(size), args.block_size) for i, size in enumerate(args.ramdisk or ["64M"])}
+    chap = None
+    if args.chap:
+        chap = ChapCredentials(_secret(args.chap), _secret(args.mutual_chap))
+    portals = [PortalSpec(ip, port) for ip, port in map(_endpoint, args.listen)]
+    target = Target(iqn=args.target, tpgs={1: Tpg(1, portals, enabled=True)},
+                    acl_enabled=bool(args.acl), chap=None if args.acl else chap,
+                    luns=LunTable(dict(disks)),
+                    controls=TargetControls.from_dict(dict(c.split("=", 1) for c in args.control)))
+    for iqn in args.acl or []:
+        target.clients[iqn] = ClientAcl(iqn, LunTable(dict(disks)), chap)
+    registry.set_target(target)
+    if args.discovery_chap:
+        registry.set_discovery_auth(ChapCredentials(_secret(args.discovery_chap),
+                                                    _secret(args.discovery_mutual_chap)))
+    return registry
+
+
+async def serve(args: argparse.Namespace) -> None:
+    registry = build_registry(args)
+    server = PortalServer(registry, asyncio.get_running_loop())
+    bound = [await server.listen(ip, port) for ip, port in map(_endpoint, args.listen)]
+    # Port 0 means "any free port": the TPG announces and serves the ports actually bound.
+    registry.targets[args.target].tpgs[1].portals = [PortalSpec(ip, port) for ip, port in bound]
+    for ip, port in bound:
+        print(f"listening on {ip}:{port} target {args.target}", flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m gateway.portal", description=__doc__.splitlines()[0])
+    p.add_argument("--listen", action="append", default=[], metavar="IP:PORT",
+                   help="portal address (repeatable; port 0 = any free port)")
+    p.add_argument("--ramdisk", action="append", metavar="SIZE", help="a RAM disk LUN (repeatable)")
+    p.add_argument("--block-size", type=int, default=512)
+    p.add_argument("--target", default=DEFAULT_IQN, help="target IQN")
+    p.add_argument("--acl", action="append", metavar="IQN", help="allowed initiator (enables ACLs)")
+    p.add_argument("--chap", metavar="USER:PASSWORD", help="CHAP the initiator must prove")
+    p.add_argument("--mutual-chap", metavar="USER:PASSWORD", help="CHAP the target proves (mutual)")
+    p.add_argument("--discovery-chap", metavar="USER:PASSWORD")
+    p.add_argument("--discovery-mutual-chap", metavar="USER:PASSWORD")
+    p.add_argument("--control", action="append", default=[], metavar="KEY=VALUE",
+                   help="target control (cmdsn_depth, immediate_data, ...; repeatable)")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    if not args.listen:
+        args.listen = ["127.0.0.1:3260"]
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    if uvloop is not None:
+        uvloop.run(serve(args))
+    else:
+        asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
