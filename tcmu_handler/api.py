@@ -125,13 +125,80 @@ class LogicalUnit(Protocol):
         (SPC-2) and set a POWER ON, RESET unit attention for the other nexuses."""
         ...
 
+    def nexus_lost(self, nexus: Nexus) -> None:
+        """The I_T nexus ended (logout, connection loss, session reinstatement):
+        abort its tasks, release its SPC-2 reservation, drop its unit attentions
+        and held copy results.  Persistent reservations survive."""
+        ...
+
+
+# Commands answered for a LUN with nothing mapped (SPC-4 4.6.4).
+_INQUIRY, _REQUEST_SENSE, _REPORT_LUNS = 0x12, 0x03, 0xA0
+
 
 @dataclass
 class LunTable:
     """What one I_T nexus sees: LUN id -> logical unit.
 
     The transport asks the table to run every command, so REPORT LUNS and commands
-    to unmapped LUNs are answered the same way for every transport.
+    to unmapped LUNs are answered the same way for every transport.  Replace the
+    mapping with :meth:`set_luns` (not by assigning ``luns``) so every nexus that
+    used the table gets REPORTED LUNS DATA HAS CHANGED.  One table may be shared
+    by several nexuses (e.g. per ACL) or be per nexus.
     """
 
     luns: dict[int, LogicalUnit] = field(default_factory=dict)
+    _seen: set[Nexus] = field(default_factory=set, init=False, repr=False)
+    _luns_changed: set[Nexus] = field(default_factory=set, init=False, repr=False)
+
+    def lookup(self, lun: int) -> LogicalUnit | None:
+        """The logical unit behind a LUN, for task management functions."""
+        return self.luns.get(lun)
+
+    def set_luns(self, luns: dict[int, LogicalUnit]) -> None:
+        """Change the mapping; nexuses that used the table get unit attention 3F/0E."""
+        if set(luns.items()) != set(self.luns.items()):
+            self._luns_changed |= self._seen
+        self.luns = dict(luns)
+
+    async def execute(self, cmd: ScsiCommand) -> ScsiResult:
+        from . import sense, spc  # the SCSI layer; imported here to keep this module the contract
+
+        cdb = cmd.cdb
+        opcode = cdb[0] if cdb else -1
+        nexus = cmd.nexus
+        self._seen.add(nexus)
+        if nexus in self._luns_changed and opcode not in (_INQUIRY, _REQUEST_SENSE, _REPORT_LUNS):
+            self._luns_changed.discard(nexus)
+            return ScsiResult(status=Status.CHECK_CONDITION,
+                              sense=sense.build_sense(sense.REPORTED_LUNS_DATA_HAS_CHANGED))
+        try:
+            if opcode == _REPORT_LUNS:
+                self._luns_changed.discard(nexus)
+                if len(cdb) < 12:
+                    raise sense.invalid_cdb(len(cdb))
+                return ScsiResult(data=spc.report_luns_data(cdb, self.luns))
+            lu = self.luns.get(cmd.lun)
+            if lu is not None:
+                return await lu.execute(cmd)
+            if opcode == _INQUIRY and len(cdb) >= 6:
+                if cdb[1] & 0x01:
+                    raise sense.CheckCondition(sense.LOGICAL_UNIT_NOT_SUPPORTED)
+                return ScsiResult(data=spc.unmapped_inquiry()[:(cdb[3] << 8) | cdb[4]])
+            if opcode == _REQUEST_SENSE and len(cdb) >= 6:
+                return ScsiResult(data=spc.sense_data(sense.LOGICAL_UNIT_NOT_SUPPORTED, cdb))
+            raise sense.CheckCondition(sense.LOGICAL_UNIT_NOT_SUPPORTED)
+        except sense.CheckCondition as e:
+            return ScsiResult(status=Status.CHECK_CONDITION, sense=e.sense())
+
+    def nexus_lost(self, nexus: Nexus) -> None:
+        """Tell every mapped logical unit that ``nexus`` is gone."""
+        self._seen.discard(nexus)
+        self._luns_changed.discard(nexus)
+        for lu in set(self.luns.values()):
+            lu.nexus_lost(nexus)
+
+    def reset(self, nexus: Nexus) -> None:
+        """TARGET WARM/COLD RESET as seen through this table: reset every mapped unit."""
+        for lu in set(self.luns.values()):
+            lu.lun_reset(nexus)
