@@ -201,7 +201,7 @@ class ScsiDisk:
         return spec
 
     def _backend_failure(self, spec: OpSpec, e: BackendError) -> ScsiResult:
-        if isinstance(e, BackendTimeout):
+        if isinstance(e, BackendTimeout) or e.errno == errno.ETIMEDOUT:
             self.stats.timeouts += 1
             self.stats.busy += 1
             log.warning("%s: %s", self.name, e)

@@ -106,9 +106,9 @@ class ExclusiveLockPolicy:
         log.info("%s: exclusive lock acquired", self.name)
 
     async def _take(self) -> None:
-        if await self.backend.is_lock_owner():
-            return
         try:
+            if await self.backend.is_lock_owner():
+                return
             await self.backend.lock_acquire()
         except BackendError as e:
             reopen = getattr(self.backend, "reopen", None)
