@@ -74,6 +74,15 @@ class Nexus:
     target_port: str
     tpgt: int
     relative_port: int
+    # Hashed on every command (task set, unit attentions): computed once.
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.initiator_port, self.target_port, self.initiator_name,
+                                                self.target_name, self.tpgt, self.relative_port)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(slots=True)
@@ -162,8 +171,6 @@ class LunTable:
         self.luns = dict(luns)
 
     async def execute(self, cmd: ScsiCommand) -> ScsiResult:
-        from . import sense, spc  # the SCSI layer; imported here to keep this module the contract
-
         cdb = cmd.cdb
         opcode = cdb[0] if cdb else -1
         nexus = cmd.nexus
@@ -202,3 +209,7 @@ class LunTable:
         """TARGET WARM/COLD RESET as seen through this table: reset every mapped unit."""
         for lu in set(self.luns.values()):
             lu.lun_reset(nexus)
+
+
+# The SCSI layer answers for unmapped LUNs; imported last because it imports this module.
+from . import sense, spc  # noqa: E402
