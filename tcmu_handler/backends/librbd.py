@@ -78,8 +78,10 @@ rados = _load("rados", "librados.so.2")
 rbd = _load("rbd", "librbd.so.1")
 capi = ctypes.pythonapi
 
-_declare(capi, "PyObject_GetBuffer", c_int, py_object, POINTER(PyBuffer), c_int)
-_declare(capi, "PyBuffer_Release", None, POINTER(PyBuffer))
+# Views are passed by their (preallocated) address: no byref object per I/O.
+_declare(capi, "PyObject_GetBuffer", c_int, py_object, c_void_p, c_int)
+_declare(capi, "PyBuffer_Release", None, c_void_p)
+_declare(capi, "PyByteArray_AsString", c_void_p, py_object)
 
 for _name, _res, _args in (
     ("rados_create2", c_int, (POINTER(c_void_p), c_char_p, c_char_p, c_uint64)),

@@ -44,8 +44,8 @@ def default_executor() -> ThreadPoolExecutor:
 class _Slot:
     """An in-flight operation: its future and everything librbd may still touch."""
 
-    __slots__ = ("token", "comp", "comp_addr", "iov", "iov_addr", "views", "nviews", "mismatch",
-                 "mismatch_addr", "fut", "op", "length", "buf", "t0", "expired")
+    __slots__ = ("token", "comp", "comp_addr", "iov", "iov_addr", "views", "view_addrs", "nviews",
+                 "mismatch", "mismatch_addr", "fut", "op", "length", "buf", "t0", "expired")
 
     def __init__(self, token: int) -> None:
         self.token = token
@@ -54,6 +54,7 @@ class _Slot:
         self.iov = L.IoVec()
         self.iov_addr = addressof(self.iov)
         self.views = (L.PyBuffer(), L.PyBuffer())
+        self.view_addrs = tuple(addressof(v) for v in self.views)
         self.nviews = 0
         self.mismatch = c_uint64()
         self.mismatch_addr = addressof(self.mismatch)
@@ -269,18 +270,21 @@ class RbdBackend:
         slot.op, slot.length, slot.t0, slot.expired = op, length, time.monotonic(), False
         return slot
 
-    def _view(self, slot: _Slot, obj, writable: bool) -> int:
-        view = slot.views[slot.nviews]
-        ret = L.capi.PyObject_GetBuffer(obj, byref(view), L.PYBUF_WRITABLE if writable else L.PYBUF_SIMPLE)
-        if ret != 0:
+    def _view(self, slot: _Slot, obj) -> int:
+        """Address of a caller's buffer, held (exported) until the operation completes."""
+        n = slot.nviews
+        if L.capi.PyObject_GetBuffer(obj, slot.view_addrs[n], L.PYBUF_SIMPLE) != 0:
             raise BufferError("buffer is not contiguous")
-        slot.nviews += 1
-        return view.buf
+        slot.nviews = n + 1
+        return slot.views[n].buf
 
     def _release(self, slot: _Slot) -> None:
-        for i in range(slot.nviews):
-            L.capi.PyBuffer_Release(byref(slot.views[i]))
-        slot.nviews = 0
+        n = slot.nviews
+        if n:
+            release, addrs = L.capi.PyBuffer_Release, slot.view_addrs
+            for i in range(n):
+                release(addrs[i])
+            slot.nviews = 0
         slot.buf = None
         slot.fut = None
         self._free.append(slot)
@@ -298,10 +302,11 @@ class RbdBackend:
 
     async def read(self, offset: int, length: int) -> memoryview:
         slot = self._slot("read", length)
-        buf = bytearray(length)
+        buf = bytearray(length)  # ours until returned, never resized: no buffer export needed
         slot.buf = buf
-        slot.iov.iov_base = self._view(slot, buf, True)
-        slot.iov.iov_len = length
+        iov = slot.iov
+        iov.iov_base = L.capi.PyByteArray_AsString(buf)
+        iov.iov_len = length
         fut = self._submitted(slot, L.rbd.rbd_aio_readv(self._handle, slot.iov_addr, 1, offset,
                                                         slot.comp.value))
         await fut
@@ -309,14 +314,15 @@ class RbdBackend:
 
     async def write(self, offset: int, data, fua: bool = False) -> None:
         slot = self._slot("write", len(data))
-        slot.iov.iov_base = self._view(slot, data, False)
-        slot.iov.iov_len = len(data)
+        iov = slot.iov
+        iov.iov_base = self._view(slot, data)
+        iov.iov_len = len(data)
         await self._submitted(slot, L.rbd.rbd_aio_writev(self._handle, slot.iov_addr, 1, offset,
                                                          slot.comp.value))
 
     async def writesame(self, offset: int, length: int, pattern: bytes) -> None:
         slot = self._slot("writesame", length)
-        ptr = self._view(slot, pattern, False)
+        ptr = self._view(slot, pattern)
         await self._submitted(slot, L.rbd.rbd_aio_writesame(self._handle, offset, length, ptr, len(pattern),
                                                             slot.comp.value, 0))
 
@@ -331,8 +337,8 @@ class RbdBackend:
 
     async def compare_and_write(self, offset: int, compare, data) -> int | None:
         slot = self._slot("compare_and_write", len(data), self._caw_cb)
-        cmp_ptr = self._view(slot, compare, False)
-        data_ptr = self._view(slot, data, False)
+        cmp_ptr = self._view(slot, compare)
+        data_ptr = self._view(slot, data)
         slot.mismatch.value = 0
         fut = self._submitted(slot, L.rbd.rbd_aio_compare_and_write(
             self._handle, offset, len(data), cmp_ptr, data_ptr, slot.comp.value, slot.mismatch_addr, 0))
