@@ -102,6 +102,7 @@ for _name, _res, _args in (
     ("rbd_stat", c_int, (c_void_p, POINTER(ImageInfo), c_size_t)),
     ("rbd_get_size", c_int, (c_void_p, POINTER(c_uint64))),
     ("rbd_get_features", c_int, (c_void_p, POINTER(c_uint64))),
+    ("rbd_get_id", c_int, (c_void_p, c_char_p, c_size_t)),
     ("rbd_set_image_notification", c_int, (c_void_p, c_int, c_int)),
     ("rbd_poll_io_events", c_int, (c_void_p, c_void_p, c_int)),
     ("rbd_aio_create_completion", c_int, (c_void_p, c_void_p, c_void_p)),

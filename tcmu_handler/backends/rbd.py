@@ -131,6 +131,7 @@ class RbdBackend:
         self.size = 0
         self.object_size = 4 << 20
         self.supports_lock = False
+        self.image_id = ""
         self._img: RbdImage | None = None
         self._handle = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -195,6 +196,9 @@ class RbdBackend:
         L.check("rbd_stat", L.rbd.rbd_stat(self._handle, byref(info), ctypes.sizeof(info)))
         features = c_uint64()
         L.check("rbd_get_features", L.rbd.rbd_get_features(self._handle, byref(features)))
+        ident = ctypes.create_string_buffer(64)
+        if L.rbd.rbd_get_id(self._handle, ident, len(ident)) == 0:
+            self.image_id = ident.value.decode()
         self.size = info.size
         self.object_size = info.obj_size
         self.supports_lock = bool(features.value & L.RBD_FEATURE_EXCLUSIVE_LOCK)

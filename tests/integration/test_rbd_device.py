@@ -248,3 +248,29 @@ def test_stalled_cluster_turns_commands_into_busy_without_blocking_the_loop(ceph
             await asyncio.sleep(0.1)
         assert r.status == Status.GOOD
     asyncio.run(go())
+
+
+def test_factory_opens_disks_whose_reservations_are_cluster_wide(ceph_cluster, rados_client, rbd_image):
+    from tcmu_handler.factory import close_disk, open_rbd_disk
+
+    async def go():
+        ioctx = rados_client.open_ioctx(ceph_cluster.pool)
+        kw = dict(pool=ceph_cluster.pool, image=rbd_image, conf=str(ceph_cluster.conf_path),
+                  keyring=str(ceph_cluster.admin_keyring), reservation_ioctx=ioctx)
+        gw1 = await open_rbd_disk(DiskConfig(wwn="f1"), **kw)
+        gw2 = await open_rbd_disk(DiskConfig(wwn="f1"), **kw)
+        try:
+            other = Nexus("iqn.h2", "iqn.h2,i,0x1", "iqn.t", "iqn.t,t,0x2", 2, 2)
+            for disk, nx in ((gw1, NX), (gw2, other)):
+                await disk.execute(ScsiCommand(bytes(6), 0, nx))
+            r = await gw1.execute(ScsiCommand(bytes(6).replace(b"\0", b"\x16", 1), 0, NX))  # RESERVE(6)
+            assert r.status == Status.GOOD
+            r = await gw2.execute(ScsiCommand(rw10(0x28, 0, 1), 0, other))
+            assert r.status == Status.RESERVATION_CONFLICT
+            assert ioctx.stat(f"gateway.pr.{gw1.backend.image_id}")[0] > 0
+        finally:
+            await close_disk(gw1)
+            await close_disk(gw2)
+            ioctx.remove_object(f"gateway.pr.{gw1.backend.image_id}")
+            ioctx.close()
+    asyncio.run(go())
