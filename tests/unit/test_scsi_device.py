@@ -475,3 +475,37 @@ def test_lun_table_passes_commands_to_the_mapped_unit():
         r = good(await table.execute(cmd))
         assert struct.unpack_from(">Q", r.data)[0] == 2047
     run(go())
+
+
+def test_docs_list_every_dispatched_command():
+    from pathlib import Path
+    doc = (Path(__file__).parents[2] / "docs" / "scsi.md").read_text()
+    h = Harness(alua=AluaModel(explicit=True, stpg=lambda req: None))
+    names = {s.name for s in h.disk.table.specs}
+    assert "SET TARGET PORT GROUPS" in names
+    for name in names:
+        assert name in doc, name
+
+
+def test_set_target_port_groups_goes_to_the_gateway_in_explicit_mode():
+    async def go():
+        requests = []
+
+        async def stpg(req):
+            requests.append(req)
+            return AluaModel((TargetPortGroup(1, req[1], (1,)),
+                              TargetPortGroup(2, AccessState.STANDBY, (2,))),
+                             implicit=True, explicit=True, stpg=stpg)
+        model = AluaModel((TargetPortGroup(1, AccessState.STANDBY, (1,)),
+                           TargetPortGroup(2, AccessState.ACTIVE_OPTIMIZED, (2,))),
+                          implicit=True, explicit=True, stpg=stpg)
+        h = Harness(alua=model)
+        good(await h.run(cdb6(0x03, 0, 0, 0, 18)))
+        assert good(await h.run(inquiry())).data[5] & 0x30 == 0x30  # TPGS: implicit and explicit
+        cdb = struct.pack(">BBxxxxIBB", 0xA4, 0x0A, 8, 0, 0)
+        good(await h.run(cdb, bytes(4) + bytes((0x00, 0, 0, 1))))
+        assert requests == [{1: AccessState.ACTIVE_OPTIMIZED}]
+        assert check(await h.run(cdb6(0x00))).code == (6, 0x2A, 0x06)
+        s = check(await h.run(cdb, bytes(4) + bytes((0x00, 0, 0, 9))))
+        assert s.code == (5, 0x26, 0) and s.field == 6 and not s.in_cdb
+    run(go())
