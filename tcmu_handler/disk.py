@@ -187,6 +187,10 @@ class ScsiDisk:
         except AreaFull:
             self.stats.task_set_full += 1
             return _TASK_SET_FULL
+        except Exception:  # a bug must cost one command, not the daemon
+            log.exception("%s: %s failed unexpectedly (CDB %s)", self.name, spec.name, cmd.cdb.hex())
+            self.stats.check_conditions += 1
+            return check_condition(S.CheckCondition(S.INTERNAL_TARGET_FAILURE))
 
     def _lookup_sa(self, cdb: bytes) -> OpSpec | ScsiResult:
         opcode = cdb[0]

@@ -509,3 +509,16 @@ def test_set_target_port_groups_goes_to_the_gateway_in_explicit_mode():
         s = check(await h.run(cdb, bytes(4) + bytes((0x00, 0, 0, 9))))
         assert s.code == (5, 0x26, 0) and s.field == 6 and not s.in_cdb
     run(go())
+
+
+def test_an_unexpected_error_in_a_handler_costs_one_command_not_the_device():
+    async def go():
+        h = Harness()
+        await h.ready()
+
+        async def broken(offset, length):
+            raise ValueError("bug")
+        h.backend.read = broken
+        assert check(await h.run(rw10(0x28, 0, 1))).code == (4, 0x44, 0x00)
+        good(await h.run(cdb6(0x00)))
+    run(go())
