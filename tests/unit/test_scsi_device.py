@@ -522,3 +522,30 @@ def test_an_unexpected_error_in_a_handler_costs_one_command_not_the_device():
         assert check(await h.run(rw10(0x28, 0, 1))).code == (4, 0x44, 0x00)
         good(await h.run(cdb6(0x00)))
     run(go())
+
+
+def test_arbitrary_cdbs_get_an_answer_never_an_exception():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    h = Harness(blocks=256)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(h.ready())
+    valid = {Status.GOOD, Status.CHECK_CONDITION, Status.RESERVATION_CONFLICT, Status.BUSY}
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(op=st.sampled_from(sorted({s.opcode for s in h.disk.table.specs}) + [0x04, 0x7F, 0xFF]),
+           rest=st.binary(min_size=0, max_size=15), data=st.one_of(st.none(), st.binary(max_size=2048)))
+    def check_one(op, rest, data):
+        cdb = bytes((op,)) + rest
+        if op in (0x16, 0x56, 0x5F):  # reservations would only make later examples conflict
+            cdb = bytes((op,))
+        r = loop.run_until_complete(asyncio.wait_for(h.run(cdb, data), 5))
+        assert r.status in valid
+        if r.status == Status.CHECK_CONDITION:
+            assert r.sense[0] == 0x70 and r.sense[7] == 10
+    try:
+        check_one()
+        assert loop.run_until_complete(h.run(cdb6(0x00))).status in valid
+    finally:
+        loop.close()
