@@ -305,6 +305,8 @@ class RbdBackend:
         return slot.fut
 
     async def read(self, offset: int, length: int) -> memoryview:
+        if length <= 0:  # never hand librbd a zero-length I/O
+            return memoryview(b"")
         slot = self._slot("read", length)
         buf = bytearray(length)  # ours until returned, never resized: no buffer export needed
         slot.buf = buf
@@ -317,6 +319,8 @@ class RbdBackend:
         return memoryview(buf)
 
     async def write(self, offset: int, data, fua: bool = False) -> None:
+        if not len(data):
+            return
         slot = self._slot("write", len(data))
         iov = slot.iov
         iov.iov_base = self._view(slot, data)
@@ -325,21 +329,29 @@ class RbdBackend:
                                                          slot.comp.value))
 
     async def writesame(self, offset: int, length: int, pattern: bytes) -> None:
+        if length <= 0:
+            return
         slot = self._slot("writesame", length)
         ptr = self._view(slot, pattern)
         await self._submitted(slot, L.rbd.rbd_aio_writesame(self._handle, offset, length, ptr, len(pattern),
                                                             slot.comp.value, 0))
 
     async def write_zeroes(self, offset: int, length: int) -> None:
+        if length <= 0:
+            return
         slot = self._slot("write_zeroes", length)
         await self._submitted(slot, L.rbd.rbd_aio_write_zeroes(self._handle, offset, length,
                                                                slot.comp.value, 0, 0))
 
     async def discard(self, offset: int, length: int) -> None:
+        if length <= 0:
+            return
         slot = self._slot("discard", length)
         await self._submitted(slot, L.rbd.rbd_aio_discard(self._handle, offset, length, slot.comp.value))
 
     async def compare_and_write(self, offset: int, compare, data) -> int | None:
+        if not len(data):
+            return None
         slot = self._slot("compare_and_write", len(data), self._caw_cb)
         cmp_ptr = self._view(slot, compare)
         data_ptr = self._view(slot, data)
