@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .alua import AluaModel
@@ -23,16 +24,21 @@ from .disk import ScsiDisk
 from .prstore import MemoryReservationStore, ReservationStore
 from .xcopy import LunRegistry
 
+log = logging.getLogger(__name__)
+
 
 async def open_rbd_disk(config: DiskConfig, *, pool: str, image: str, conf: str | None = None,
                         client_name: str = "client.admin", keyring: str | None = None, namespace: str = "",
                         alua: AluaModel | None = None, registry: LunRegistry | None = None,
-                        reservation_ioctx: Any = None, name: str = "") -> ScsiDisk:
+                        reservation_ioctx: Any = None, name: str = "", owner: bool = False) -> ScsiDisk:
     """Open ``pool/image`` and return a started :class:`ScsiDisk`.
 
     ``reservation_ioctx`` (a ``rados.Ioctx`` on the image's pool) makes
     reservations cluster-wide (object ``gateway.pr.<image id>``); without it they
     are local to this gateway, which is only right for a single-gateway target.
+    ``owner``: this gateway owns the disk (its group is Active/Optimized), so it
+    takes the exclusive lock now; otherwise the first write through the AO path
+    would be answered BUSY (Linux retries, libiscsi and some tools do not).
     """
     backend = await RbdBackend.open(pool=pool, image=image, conf=conf, name=client_name, keyring=keyring,
                                     namespace=namespace, osd_op_timeout=config.osd_op_timeout)
@@ -51,6 +57,8 @@ async def open_rbd_disk(config: DiskConfig, *, pool: str, image: str, conf: str 
     except BaseException:
         await backend.close()
         raise
+    if owner and disk.lock is not None and not await disk.lock.acquire():
+        log.warning("%s: could not take the exclusive lock at start; the first write will take it", disk.name)
     return disk
 
 

@@ -257,7 +257,7 @@ def test_factory_opens_disks_whose_reservations_are_cluster_wide(ceph_cluster, r
         ioctx = rados_client.open_ioctx(ceph_cluster.pool)
         kw = dict(pool=ceph_cluster.pool, image=rbd_image, conf=str(ceph_cluster.conf_path),
                   keyring=str(ceph_cluster.admin_keyring), reservation_ioctx=ioctx)
-        gw1 = await open_rbd_disk(DiskConfig(wwn="f1"), **kw)
+        gw1 = await open_rbd_disk(DiskConfig(wwn="f1"), owner=True, **kw)
         gw2 = await open_rbd_disk(DiskConfig(wwn="f1"), **kw)
         try:
             other = Nexus("iqn.h2", "iqn.h2,i,0x1", "iqn.t", "iqn.t,t,0x2", 2, 2)
@@ -268,6 +268,9 @@ def test_factory_opens_disks_whose_reservations_are_cluster_wide(ceph_cluster, r
             r = await gw2.execute(ScsiCommand(rw10(0x28, 0, 1), 0, other))
             assert r.status == Status.RESERVATION_CONFLICT
             assert ioctx.stat(f"gateway.pr.{gw1.backend.image_id}")[0] > 0
+            assert gw1.lock.state is LockState.LOCKED  # the owner took the lock at open
+            r = await gw1.execute(ScsiCommand(rw10(0x2A, 0, 1), 0, NX, data_out=bytes(BS)))
+            assert r.status == Status.GOOD  # no BUSY on the owner's first write
         finally:
             await close_disk(gw1)
             await close_disk(gw2)
