@@ -121,7 +121,11 @@ class RbdBackend:
         self.conf, self.client_name = conf, name
         self.timeout = float(osd_op_timeout)
         self.executor = executor or default_executor()
-        self.options = {"rbd_cache": "false", "rbd_cache_writethrough_until_flush": "false"}
+        # rbd_disable_zero_copy_writes: librbd copies write data at submission, so a
+        # command that timed out or was aborted never leaves librbd reading a buffer
+        # the transport has already reused.
+        self.options = {"rbd_cache": "false", "rbd_cache_writethrough_until_flush": "false",
+                        "rbd_disable_zero_copy_writes": "true"}
         if osd_op_timeout > 0:
             t = str(int(osd_op_timeout))
             self.options.update(rados_osd_op_timeout=t, rados_mon_op_timeout=t, client_mount_timeout=t)
