@@ -19,6 +19,7 @@ import ctypes
 import errno
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -153,6 +154,9 @@ class RbdBackend:
         # completes through a C callback that hands the result to the loop.
         self._caw_cb = L.COMPLETION_CALLBACK(self._caw_completed)
         self._watchdog: asyncio.TimerHandle | None = None
+        # Blocking calls on the image run on executor threads; this lock keeps them from
+        # racing with close/reopen (a call on a closed rbd_image_t would crash the process).
+        self._image_lock = threading.Lock()
         self._idle: asyncio.Event | None = None
         self.closed = False
 
@@ -165,7 +169,7 @@ class RbdBackend:
 
     async def _blocking(self, fn, *args, timeout: float | None = None):
         """Run a blocking librbd call on the executor, bounded by osd_op_timeout."""
-        fut = asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        fut = asyncio.get_running_loop().run_in_executor(self.executor, self._locked, fn, args)
         limit = timeout if timeout is not None else (self.timeout * 2 if self.timeout else None)
         try:
             return await asyncio.wait_for(fut, limit)
@@ -173,6 +177,16 @@ class RbdBackend:
             raise BackendTimeout(getattr(fn, "__name__", "call"), limit or 0) from None
         except L.LibError as e:
             raise BackendError(e.errno, e.call) from None
+
+    def _locked(self, fn, args):
+        with self._image_lock:
+            return fn(*args)
+
+    def _image(self) -> int:
+        """The open image handle, for blocking calls (caller holds the image lock)."""
+        if not self._handle:
+            raise L.LibError("rbd image", -errno.ESHUTDOWN)
+        return self._handle
 
     async def _open(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -196,12 +210,13 @@ class RbdBackend:
             self._watch_handle = c_uint64()
 
     def _stat(self) -> None:
+        image = self._image()
         info = L.ImageInfo()
-        L.check("rbd_stat", L.rbd.rbd_stat(self._handle, byref(info), ctypes.sizeof(info)))
+        L.check("rbd_stat", L.rbd.rbd_stat(image, byref(info), ctypes.sizeof(info)))
         features = c_uint64()
-        L.check("rbd_get_features", L.rbd.rbd_get_features(self._handle, byref(features)))
+        L.check("rbd_get_features", L.rbd.rbd_get_features(image, byref(features)))
         ident = ctypes.create_string_buffer(64)
-        if L.rbd.rbd_get_id(self._handle, ident, len(ident)) == 0:
+        if L.rbd.rbd_get_id(image, ident, len(ident)) == 0:
             self.image_id = ident.value.decode()
         self.size = info.size
         self.object_size = info.obj_size
@@ -473,7 +488,7 @@ class RbdBackend:
 
     def _get_size(self) -> int:
         size = c_uint64()
-        L.check("rbd_get_size", L.rbd.rbd_get_size(self._handle, byref(size)))
+        L.check("rbd_get_size", L.rbd.rbd_get_size(self._image(), byref(size)))
         return size.value
 
     def add_resize_listener(self, callback: Callable[[int], None]) -> None:
@@ -490,7 +505,7 @@ class RbdBackend:
                 found.append((off, ln))
             return 0
         callback = L.DIFF_CALLBACK(cb)
-        L.check("rbd_diff_iterate2", L.rbd.rbd_diff_iterate2(self._handle, None, offset, length, 1, 0,
+        L.check("rbd_diff_iterate2", L.rbd.rbd_diff_iterate2(self._image(), None, offset, length, 1, 0,
                                                             callback, None))
         out: list[Extent] = []
         pos, end = offset, offset + length
@@ -516,17 +531,17 @@ class RbdBackend:
 
     def _is_owner(self) -> bool:
         owner = c_int(0)
-        L.check("rbd_is_exclusive_lock_owner", L.rbd.rbd_is_exclusive_lock_owner(self._handle, byref(owner)))
+        L.check("rbd_is_exclusive_lock_owner", L.rbd.rbd_is_exclusive_lock_owner(self._image(), byref(owner)))
         return bool(owner.value)
 
     async def lock_owners(self) -> list[str]:
-        return await self._blocking(L.lock_owners, self._handle)
+        return await self._blocking(lambda: L.lock_owners(self._image()))
 
     async def lock_break(self, owner: str) -> None:
         await self._blocking(self._break, owner)
 
     def _break(self, owner: str) -> None:
-        ret = L.rbd.rbd_lock_break(self._handle, L.RBD_LOCK_MODE_EXCLUSIVE, owner.encode())
+        ret = L.rbd.rbd_lock_break(self._image(), L.RBD_LOCK_MODE_EXCLUSIVE, owner.encode())
         if ret not in (0, -errno.ENOENT):
             L.check("rbd_lock_break", ret)
 
@@ -537,6 +552,6 @@ class RbdBackend:
     def _acquire(self) -> None:
         if self._is_owner():
             return
-        for owner in L.lock_owners(self._handle):
+        for owner in L.lock_owners(self._image()):
             self._break(owner)
-        L.check("rbd_lock_acquire", L.rbd.rbd_lock_acquire(self._handle, L.RBD_LOCK_MODE_EXCLUSIVE))
+        L.check("rbd_lock_acquire", L.rbd.rbd_lock_acquire(self._image(), L.RBD_LOCK_MODE_EXCLUSIVE))
