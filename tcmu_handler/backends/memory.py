@@ -79,6 +79,8 @@ class MemoryBackend:
         self.fail: dict[str, int] = {}
         self.ops: list[tuple[str, int, int]] = []
         self.flushes = 0
+        self.reopens = 0
+        self._reopening: asyncio.Task | None = None
         self.closed = False
         image.handles.append(self)
 
@@ -98,10 +100,11 @@ class MemoryBackend:
         err = self.fail.pop(op, None) or self.fail.get("*")
         if err:
             raise BackendError(err, op)
+        if self.supports_lock and self.client in self.image.locks.blocklisted:
+            self._fenced_seen()
+            raise BackendError(errno.ESHUTDOWN, op, "client is blocklisted")
         if writes and self.supports_lock:
             locks = self.image.locks
-            if self.client in locks.blocklisted:
-                raise BackendError(errno.ESHUTDOWN, op, "client is blocklisted")
             if locks.owner not in (None, self.client):
                 raise BackendError(errno.EROFS, op, "exclusive lock held by another client")
             locks.owner = self.client  # librbd takes a free lock implicitly on write
@@ -214,7 +217,15 @@ class MemoryBackend:
 
     async def reopen(self) -> None:
         """A new client id, as a fenced gateway gets when it reconnects to RADOS."""
-        self.client = f"client.{next(_client_ids)}"
+        await asyncio.sleep(0)
+        if self.client in self.image.locks.blocklisted:
+            self.client = f"client.{next(_client_ids)}"
+            self.reopens += 1
+
+    def _fenced_seen(self) -> None:
+        """Like the rbd backend: a blocklisted client reconnects in the background."""
+        if self._reopening is None or self._reopening.done():
+            self._reopening = asyncio.get_running_loop().create_task(self.reopen())
 
     async def close(self) -> None:
         self.closed = True

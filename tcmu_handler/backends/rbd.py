@@ -158,6 +158,8 @@ class RbdBackend:
         # racing with close/reopen (a call on a closed rbd_image_t would crash the process).
         self._image_lock = threading.Lock()
         self._idle: asyncio.Event | None = None
+        self._reopening: asyncio.Task | None = None
+        self._next_reopen = 0.0
         self.closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -253,6 +255,11 @@ class RbdBackend:
         if self.closed:
             return
         self.closed = True
+        if self._reopening is not None:
+            try:
+                await self._reopening
+            except Exception:
+                pass
         await self._drain()
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -262,7 +269,39 @@ class RbdBackend:
         self._close_efd()
 
     async def reopen(self) -> None:
-        """Reconnect with a new RADOS client (a fenced client never writes again)."""
+        """Reconnect with a new RADOS client (a fenced client never reads or writes again).
+
+        Concurrent callers (the lock policy, the automatic recovery after a fenced
+        completion) share one reconnection."""
+        if self.closed:
+            raise BackendError(errno.EBADF, "reopen", "closed")
+        if self._reopening is None:
+            self._reopening = self._loop.create_task(self._reconnect())
+        task = self._reopening
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done() and self._reopening is task:
+                self._reopening = None
+
+    def _fenced_seen(self) -> None:
+        """A completion said -ESHUTDOWN: this client is blocklisted; get a new one in the
+        background so reads work again (writes still wait for the lock policy)."""
+        if self._reopening is None and not self.closed and time.monotonic() >= self._next_reopen:
+            self._next_reopen = time.monotonic() + 1.0
+            self._reopening = self._loop.create_task(self._reconnect())
+            self._reopening.add_done_callback(self._reconnected)
+
+    def _reconnected(self, task: asyncio.Task) -> None:
+        if self._reopening is task:
+            self._reopening = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s/%s: reconnecting after being fenced failed: %s", self.pool, self.image_name,
+                      task.exception())
+
+    async def _reconnect(self) -> None:
+        log.debug("%s/%s: reconnecting, %d operations in flight: %s", self.pool, self.image_name,
+                  self._inflight, [s.op for s in self._slots if s.fut is not None])
         await self._drain()
         img = self._detach()
         self._close_efd()
@@ -440,11 +479,15 @@ class RbdBackend:
                 fut.set_result(int(slot.mismatch.value))  # offset within the compared range
                 return
             if ret < 0:
+                if ret == -errno.ESHUTDOWN:
+                    self._fenced_seen()
                 fut.set_exception(BackendError(-ret, op))
             else:
                 fut.set_result(None)
             return
         if ret < 0:
+            if ret == -errno.ESHUTDOWN:
+                self._fenced_seen()
             fut.set_exception(BackendError(-ret, op))
         elif op == "read" and ret != slot.length:
             fut.set_exception(BackendError(errno.EIO, op, f"short read: {ret} of {slot.length} bytes"))

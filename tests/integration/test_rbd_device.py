@@ -19,6 +19,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 import rbd
 
 from tcmu_handler.api import LunTable, Nexus, ScsiCommand, Status
@@ -151,18 +152,24 @@ def test_takeover_breaks_the_lock_and_fences_the_old_owner(ceph_cluster, rbd_ima
 
 
 CAW_WORKER = textwrap.dedent("""
-    import asyncio, json, struct, sys
+    import asyncio, json, struct, sys, time
     sys.path.insert(0, {repo!r})
     from tcmu_handler.api import Nexus, ScsiCommand, Status
     from tcmu_handler.backends.rbd import RbdBackend
     from tcmu_handler.config import DiskConfig
     from tcmu_handler.disk import ScsiDisk
 
-    async def main(me, rounds):
+    async def main(me, rounds, lock, start_at):
         be = await RbdBackend.open(pool={pool!r}, image={image!r}, conf={conf!r}, keyring={keyring!r})
-        disk = ScsiDisk(DiskConfig(wwn="caw", lock_failover=False), be)
+        disk = ScsiDisk(DiskConfig(wwn="caw", lock_failover=lock), be)
+        await asyncio.sleep(max(0.0, start_at - time.time()))  # both clients race from here
         nx = Nexus("iqn.w" + me, "iqn.w" + me + ",i,0x1", "iqn.t", "iqn.t,t,0x1", 1, 1)
-        run = lambda cdb, data=None: disk.execute(ScsiCommand(cdb, 0, nx, data_out=data))
+        async def run(cdb, data=None):
+            while True:  # an initiator retries BUSY (the lock moving between gateways)
+                r = await disk.execute(ScsiCommand(cdb, 0, nx, data_out=data))
+                if r.status != Status.BUSY:
+                    return r
+                await asyncio.sleep(0.01)
         await run(bytes(6))
         won = []
         for i in range(rounds):
@@ -176,24 +183,33 @@ CAW_WORKER = textwrap.dedent("""
             else:
                 raise SystemExit("unexpected result %r" % (r,))
         await be.close()
-        print(json.dumps(won))
+        print(json.dumps({{"won": won, "lock_acquired": disk.stats.lock_acquired}}))
 
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3] == "lock", float(sys.argv[4])))
 """)
 
 
-def test_compare_and_write_is_atomic_between_two_rbd_clients(ceph_cluster, ioctx, rbd_image):
+@pytest.mark.parametrize("policy,rounds", [("librbd", 150), ("lock", 150)])
+def test_compare_and_write_is_atomic_between_two_rbd_clients(ceph_cluster, ioctx, rbd_image, policy, rounds):
+    """Two processes, each its own RADOS client, race COMPARE AND WRITE on one block; with
+    librbd passing the lock cooperatively, and with our failover policy (every lock move
+    fences the other gateway, which reopens)."""
     with rbd.Image(ioctx, rbd_image) as img:
         img.write(b"init".ljust(BS, b"."), 0)
     script = CAW_WORKER.format(repo=REPO, pool=ceph_cluster.pool, image=rbd_image,
                                conf=str(ceph_cluster.conf_path), keyring=str(ceph_cluster.admin_keyring))
-    procs = [subprocess.Popen([sys.executable, "-c", script, name, "150"], stdout=subprocess.PIPE,
+    start_at = str(time.time() + 3)
+    procs = [subprocess.Popen([sys.executable, "-c", script, name, str(rounds), policy, start_at],
+                              stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=180)
         assert p.returncode == 0, err[-2000:]
         results.append(json.loads(out.strip().splitlines()[-1]))
+    if policy == "lock":  # the lock really moved between the two clients
+        assert sum(r["lock_acquired"] for r in results) > 2
+    results = [r["won"] for r in results]
     wins = [tuple(w) for r in results for w in r]
     olds = [old for old, _new in wins]
     assert len(olds) == len(set(olds)), "two COMPARE AND WRITEs succeeded on the same old value"

@@ -549,3 +549,21 @@ def test_arbitrary_cdbs_get_an_answer_never_an_exception():
         assert loop.run_until_complete(h.run(cdb6(0x00))).status in valid
     finally:
         loop.close()
+
+
+def test_a_fenced_gateway_reconnects_so_reads_work_again_without_taking_the_lock():
+    async def go():
+        gw1, gw2 = _lock_pair()
+        await gw1.ready()
+        await gw2.ready()
+        await gw1.disk.lock.acquire()
+        await gw2.disk.lock.acquire()  # takeover: gw1's client is blocklisted
+        assert (await gw1.run(rw10(0x28, 0, 1))).status == Status.BUSY
+        for _ in range(100):
+            if gw1.backend.reopens:
+                break
+            await asyncio.sleep(0.001)
+        good(await gw1.run(rw10(0x28, 0, 1)))
+        assert gw1.disk.lock.state is not LockState.LOCKED
+        assert await gw2.disk.lock.verify()  # the read did not move the lock
+    run(go())
