@@ -159,10 +159,12 @@ CAW_WORKER = textwrap.dedent("""
     from tcmu_handler.config import DiskConfig
     from tcmu_handler.disk import ScsiDisk
 
-    async def main(me, rounds, lock, start_at):
+    async def main(me, seconds, lock):
         be = await RbdBackend.open(pool={pool!r}, image={image!r}, conf={conf!r}, keyring={keyring!r})
         disk = ScsiDisk(DiskConfig(wwn="caw", lock_failover=lock), be)
-        await asyncio.sleep(max(0.0, start_at - time.time()))  # both clients race from here
+        print("ready", flush=True)
+        sys.stdin.readline()  # both clients race from here
+        deadline = time.monotonic() + seconds
         nx = Nexus("iqn.w" + me, "iqn.w" + me + ",i,0x1", "iqn.t", "iqn.t,t,0x1", 1, 1)
         async def run(cdb, data=None):
             while True:  # an initiator retries BUSY (the lock moving between gateways)
@@ -172,7 +174,9 @@ CAW_WORKER = textwrap.dedent("""
                 await asyncio.sleep(0.01)
         await run(bytes(6))
         won = []
-        for i in range(rounds):
+        i = 0
+        while time.monotonic() < deadline:
+            i += 1
             old = bytes((await run(struct.pack(">BBIBHB", 0x28, 0, 0, 0, 1, 0))).data)
             new = (me + ":" + str(i)).encode().ljust(512, b".")
             r = await run(struct.pack(">BBQ3xBBB", 0x89, 0, 0, 1, 0, 0), old + new)
@@ -185,12 +189,12 @@ CAW_WORKER = textwrap.dedent("""
         await be.close()
         print(json.dumps({{"won": won, "lock_acquired": disk.stats.lock_acquired}}))
 
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3] == "lock", float(sys.argv[4])))
+    asyncio.run(main(sys.argv[1], float(sys.argv[2]), sys.argv[3] == "lock"))
 """)
 
 
-@pytest.mark.parametrize("policy,rounds", [("librbd", 150), ("lock", 150)])
-def test_compare_and_write_is_atomic_between_two_rbd_clients(ceph_cluster, ioctx, rbd_image, policy, rounds):
+@pytest.mark.parametrize("policy", ["librbd", "lock"])
+def test_compare_and_write_is_atomic_between_two_rbd_clients(ceph_cluster, ioctx, rbd_image, policy):
     """Two processes, each its own RADOS client, race COMPARE AND WRITE on one block; with
     librbd passing the lock cooperatively, and with our failover policy (every lock move
     fences the other gateway, which reopens)."""
@@ -198,10 +202,14 @@ def test_compare_and_write_is_atomic_between_two_rbd_clients(ceph_cluster, ioctx
         img.write(b"init".ljust(BS, b"."), 0)
     script = CAW_WORKER.format(repo=REPO, pool=ceph_cluster.pool, image=rbd_image,
                                conf=str(ceph_cluster.conf_path), keyring=str(ceph_cluster.admin_keyring))
-    start_at = str(time.time() + 3)
-    procs = [subprocess.Popen([sys.executable, "-c", script, name, str(rounds), policy, start_at],
-                              stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    procs = [subprocess.Popen([sys.executable, "-c", script, name, "1.5", policy], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("a", "b")]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
     results = []
     for p in procs:
         out, err = p.communicate(timeout=180)
