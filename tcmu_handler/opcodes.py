@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .sense import invalid_cdb
@@ -53,6 +53,12 @@ class OpSpec:
     ua_exempt: bool = False
     #: accessing the medium: refused on a standby/unavailable ALUA path
     medium: bool = True
+    #: bits of CDB bytes 1..end that are not in the usage data (NACA included), as one integer
+    reserved: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        forbidden = bytes(~b & 0xFF for b in self.usage[1:-1]) + b"\x04"
+        object.__setattr__(self, "reserved", int.from_bytes(forbidden, "big"))
 
     @property
     def cdb_len(self) -> int:
@@ -60,16 +66,17 @@ class OpSpec:
 
     def check_reserved(self, cdb: bytes) -> None:
         """INVALID FIELD IN CDB at the first bit set outside the usage data."""
-        usage = self.usage
-        n = len(usage)
+        n = len(self.usage)
         if len(cdb) < n:
             raise invalid_cdb(len(cdb))
+        if not int.from_bytes(cdb[1:n], "big") & self.reserved:
+            return
+        usage = self.usage
         for i in range(1, n - 1):
             extra = cdb[i] & ~usage[i]
             if extra:
                 raise invalid_cdb(i, extra.bit_length() - 1)
-        if cdb[n - 1] & 0x04:  # NACA: auto contingent allegiance is not supported
-            raise invalid_cdb(n - 1, 2)
+        raise invalid_cdb(n - 1, 2)  # NACA: auto contingent allegiance is not supported
 
 
 def usage(opcode: int, *fields: int, sa: int | None = None) -> bytes:
