@@ -27,7 +27,7 @@ from .lock import ExclusiveLockPolicy
 from .metrics import LunStats
 from .opcodes import READ, WRITE, OpSpec
 from .pr import Reservations
-from .prstore import MemoryReservationStore, ReservationStore
+from .prstore import MemoryReservationStore, ReservationStore, StoreError
 from .ua import UnitAttentions
 
 if TYPE_CHECKING:
@@ -133,7 +133,12 @@ class ScsiDisk:
             if spec.__class__ is ScsiResult:
                 return spec
         if not self.reservations.loaded:
-            await self.start()
+            try:
+                await self.start()
+            except StoreError as e:
+                log.warning("%s: reservation state unavailable: %s", self.name, e)
+                self.stats.busy += 1
+                return _BUSY
         nexus = cmd.nexus
         if not spec.ua_exempt and self.ua.pending(nexus):
             code = self.ua.pop(nexus)
@@ -187,6 +192,10 @@ class ScsiDisk:
         except AreaFull:
             self.stats.task_set_full += 1
             return _TASK_SET_FULL
+        except StoreError as e:  # RADOS unreachable for reservation state: let the initiator retry
+            log.warning("%s: %s: %s", self.name, spec.name, e)
+            self.stats.busy += 1
+            return _BUSY
         except Exception:  # a bug must cost one command, not the daemon
             log.exception("%s: %s failed unexpectedly (CDB %s)", self.name, spec.name, cmd.cdb.hex())
             self.stats.check_conditions += 1

@@ -18,6 +18,10 @@ T = TypeVar("T")
 Subscriber = Callable[[ReservationState], None]
 
 
+class StoreError(Exception):
+    """The reservation state could not be read or written (the cluster is unreachable)."""
+
+
 class ReservationStore(Protocol):
     async def load(self) -> ReservationState:
         """The current state, read from the source of truth (not a cache)."""

@@ -25,7 +25,9 @@ from typing import TypeVar
 import rados
 
 from .prstate import ReservationState
-from .prstore import Subscriber
+from .prstore import StoreError, Subscriber
+
+__all__ = ["RadosReservationStore", "StoreError", "object_name"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,10 +46,6 @@ def _shared_executor() -> ThreadPoolExecutor:
     if _executor is None:
         _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="prstore")
     return _executor
-
-
-class StoreError(Exception):
-    """The reservation object could not be read or written."""
 
 
 class RadosReservationStore:

@@ -342,3 +342,19 @@ def test_memory_store_update_is_atomic_and_notifies_only_on_change():
         state, _ = await store.update(lambda st: P.register(st, ("i", "t"), 1, 0, 1, True, False, False))
         assert [s.seq for s in seen] == [1] and state.seq == 1
     run(go())
+
+
+def test_unreachable_reservation_store_answers_busy():
+    from tcmu_handler.prstore import StoreError
+
+    class DownStore(MemoryReservationStore):
+        async def update(self, mutate):
+            raise StoreError("no answer from RADOS")
+
+    async def go():
+        h = Harness(store=DownStore())
+        await h.ready()
+        assert (await prout(h, N1, REG_IGNORE, sark=1)).status == Status.BUSY
+        assert (await h.run(cdb6(0x16))).status == Status.BUSY
+        good(await h.run(rw10(0x28, 0, 1)))
+    run(go())
