@@ -123,6 +123,16 @@ class Reservations:
             port = port_of(nexus)
             self._spawn(self._update(lambda st: P.spc2_release(st, port)))
 
+    async def release_spc2_of_ports(self, target_ports: set[str]) -> bool:
+        """Drop an SPC-2 reservation held through one of ``target_ports`` -- for the daemon,
+        when a gateway is declared dead and cannot release it at nexus loss itself."""
+        def drop(state: P.ReservationState) -> bool:
+            if state.spc2 is not None and state.spc2[1] in target_ports:
+                state.spc2 = None
+                return True
+            return False
+        return await self._update(drop)
+
     def _spawn(self, coro) -> None:
         loop = self._loop
         if loop is None:

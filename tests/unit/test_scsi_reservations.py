@@ -358,3 +358,13 @@ def test_unreachable_reservation_store_answers_busy():
         assert (await h.run(cdb6(0x16))).status == Status.BUSY
         good(await h.run(rw10(0x28, 0, 1)))
     run(go())
+
+
+def test_daemon_can_release_reserve6_held_through_a_dead_gateway():
+    async def go():
+        h = await setup_two()
+        good(await h.run(cdb6(0x16), nexus=N1))
+        assert await h.disk.reservations.release_spc2_of_ports({"other,t,0x9"}) is False
+        assert await h.disk.reservations.release_spc2_of_ports({N1.target_port}) is True
+        good(await h.run(cdb6(0x16), nexus=N2))
+    run(go())
