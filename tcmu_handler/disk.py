@@ -35,10 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_BUSY = ScsiResult(status=Status.BUSY)
-_TASK_SET_FULL = ScsiResult(status=Status.TASK_SET_FULL)
-_CONFLICT = ScsiResult(status=Status.RESERVATION_CONFLICT)
-_ABORTED = ScsiResult(status=Status.TASK_ABORTED)
+def _status(status: Status) -> ScsiResult:
+    return ScsiResult(status=status)  # a fresh object: transports may annotate results
 _RESTRICTED_STATES = {
     AccessState.STANDBY: S.NOT_READY_STANDBY,
     AccessState.UNAVAILABLE: S.NOT_READY_UNAVAILABLE,
@@ -138,7 +136,7 @@ class ScsiDisk:
             except StoreError as e:
                 log.warning("%s: reservation state unavailable: %s", self.name, e)
                 self.stats.busy += 1
-                return _BUSY
+                return _status(Status.BUSY)
         nexus = cmd.nexus
         if not spec.ua_exempt and self.ua.pending(nexus):
             code = self.ua.pop(nexus)
@@ -164,7 +162,7 @@ class ScsiDisk:
             stats.other_ops += 1
         if aborted:
             stats.aborted += 1
-            return _ABORTED
+            return _status(Status.TASK_ABORTED)
         return result
 
     async def _run(self, spec: OpSpec, cmd: ScsiCommand, nexus: Nexus) -> ScsiResult:
@@ -172,7 +170,7 @@ class ScsiDisk:
             spec.check_reserved(cmd.cdb)
             if self.reservations.restricts and self.reservations.conflicts(nexus, spec, cmd.cdb):
                 self.stats.reservation_conflicts += 1
-                return _CONFLICT
+                return _status(Status.RESERVATION_CONFLICT)
             if self._alua_restricted and spec.medium:
                 code = _RESTRICTED_STATES.get(self.alua.state_of_port(nexus.relative_port))
                 if code is not None:
@@ -182,7 +180,7 @@ class ScsiDisk:
                     raise S.CheckCondition(S.WRITE_PROTECTED)
                 if self.lock is not None and not self.lock.writable():
                     self.stats.busy += 1
-                    return _BUSY
+                    return _status(Status.BUSY)
             return await spec.handler(self, cmd)
         except S.CheckCondition as e:
             self.stats.check_conditions += 1
@@ -191,11 +189,11 @@ class ScsiDisk:
             return self._backend_failure(spec, e)
         except AreaFull:
             self.stats.task_set_full += 1
-            return _TASK_SET_FULL
+            return _status(Status.TASK_SET_FULL)
         except StoreError as e:  # RADOS unreachable for reservation state: let the initiator retry
             log.warning("%s: %s: %s", self.name, spec.name, e)
             self.stats.busy += 1
-            return _BUSY
+            return _status(Status.BUSY)
         except Exception:  # a bug must cost one command, not the daemon
             log.exception("%s: %s failed unexpectedly (CDB %s)", self.name, spec.name, cmd.cdb.hex())
             self.stats.check_conditions += 1
@@ -218,12 +216,12 @@ class ScsiDisk:
             self.stats.timeouts += 1
             self.stats.busy += 1
             log.warning("%s: %s", self.name, e)
-            return _BUSY
+            return _status(Status.BUSY)
         if e.fenced:
             if self.lock is not None:
                 self.lock.lost(e)
             self.stats.busy += 1
-            return _BUSY
+            return _status(Status.BUSY)
         self.stats.check_conditions += 1
         log.error("%s: %s failed: %s", self.name, spec.name, e)
         if e.errno in (errno.ENOSPC, errno.EDQUOT):

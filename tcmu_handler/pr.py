@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_CONFLICT = ScsiResult(status=Status.RESERVATION_CONFLICT)
+
 # REPORT CAPABILITIES type mask: WR_EX_AR, EX_AC_RO, WR_EX_RO, EX_AC, WR_EX | EX_AC_AR
 _TYPE_MASK = bytes((0x80 | 0x40 | 0x20 | 0x08 | 0x02, 0x01))
 REGISTER, RESERVE, RELEASE, CLEAR, PREEMPT, PREEMPT_AND_ABORT, REGISTER_AND_IGNORE = range(7)
@@ -259,7 +259,7 @@ async def persistent_reserve_out(disk: ScsiDisk, cmd: ScsiCommand) -> ScsiResult
         await disk.reservations._update(op)
     except P.ReservationConflict:
         disk.stats.reservation_conflicts += 1
-        return _CONFLICT
+        return ScsiResult(status=Status.RESERVATION_CONFLICT)
     return ScsiResult(transfer_length=24)
 
 
@@ -270,7 +270,7 @@ async def reserve(disk: ScsiDisk, cmd: ScsiCommand) -> ScsiResult:
         await disk.reservations._update(lambda st: P.spc2_reserve(st, port))
     except P.ReservationConflict:
         disk.stats.reservation_conflicts += 1
-        return _CONFLICT
+        return ScsiResult(status=Status.RESERVATION_CONFLICT)
     return GOOD
 
 
