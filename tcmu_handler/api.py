@@ -17,16 +17,20 @@ Data movement rules:
   number of bytes the *CDB* asks to move; for reads it defaults to the length of
   the data) and reports underflow/overflow.  A device that cannot accept a
   mismatch (e.g. a WRITE whose EDTL is smaller than the CDB's length) answers
-  CHECK CONDITION itself.  The rule libiscsi's iSCSIResiduals tests accept (the FCP-4
-  rule for FCP_DL mismatches they quote): EDTL >= CDB length -> write the CDB length,
-  GOOD; EDTL < CDB length and a multiple of the block size -> write only EDTL bytes, GOOD; otherwise CHECK
-  CONDITION, ILLEGAL REQUEST, INVALID FIELD IN COMMAND INFORMATION UNIT (05/0E/03)
-  and write nothing.  In every case set ``transfer_length`` (CDB length in bytes),
-  also with CHECK CONDITION, so the transport reports the residual.
-* Aborts: once ``abort_task`` returned True, or after ``abort_task_set`` /
-  ``lun_reset``, the aborted commands' ``execute`` may end any way (a result, TASK
-  ABORTED, or ``asyncio.CancelledError`` -- the transport may cancel it); the transport
-  sends no response for them to the nexus that asked.
+  CHECK CONDITION itself.  The rule (libiscsi's iSCSIResiduals tests accept it; it is
+  FCP-4's rule for FCP_DL mismatches): EDTL >= CDB length -> write the CDB length, GOOD;
+  EDTL < CDB length and a multiple of the block size (0 included) -> write only the
+  blocks received, GOOD; otherwise CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN
+  COMMAND INFORMATION UNIT (05/0E/03) and write nothing.  COMPARE AND WRITE and WRITE
+  SAME refuse any mismatch with 05/0E/03.  In every case ``transfer_length`` is set (CDB
+  length in bytes), also with CHECK CONDITION, so the transport reports the residual.
+* Aborts: after ``abort_task`` returned True, or after ``abort_task_set`` / ``lun_reset``,
+  the aborted commands' ``execute`` returns TASK ABORTED once their in-flight I/O has
+  finished; the transport answers the task management request only after that (so no
+  aborted write lands after the TMF response) and sends no response for the tasks the
+  requesting nexus aborted.  Other nexuses' aborted tasks get TASK ABORTED.
+* Session end: the transport calls ``LunTable.nexus_lost(nexus)`` whenever an I_T nexus
+  ends (logout, connection loss at ERL 0, reinstatement).
 """
 
 from __future__ import annotations
@@ -83,6 +87,15 @@ class Nexus:
     target_port: str
     tpgt: int
     relative_port: int
+    # Hashed on every command (task set, unit attentions): computed once.
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.initiator_port, self.target_port, self.initiator_name,
+                                                self.target_name, self.tpgt, self.relative_port)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(slots=True)
@@ -134,9 +147,15 @@ class LogicalUnit(Protocol):
         (SPC-2) and set a POWER ON, RESET unit attention for the other nexuses."""
         ...
 
+    def nexus_lost(self, nexus: Nexus) -> None:
+        """The I_T nexus ended (logout, connection loss, session reinstatement):
+        abort its tasks, release its SPC-2 reservation, drop its unit attentions
+        and held copy results.  Persistent reservations survive."""
+        ...
 
-def _fixed_sense(key: int, asc: int, ascq: int) -> bytes:
-    return bytes([0x70, 0, key, 0, 0, 0, 0, 10, 0, 0, 0, 0, asc, ascq, 0, 0, 0, 0])
+
+# Commands answered for a LUN with nothing mapped (SPC-4 4.6.4).
+_INQUIRY, _REQUEST_SENSE, _REPORT_LUNS = 0x12, 0x03, 0xA0
 
 
 @dataclass
@@ -144,45 +163,66 @@ class LunTable:
     """What one I_T nexus sees: LUN id -> logical unit.
 
     The transport asks the table to run every command, so REPORT LUNS and commands
-    to unmapped LUNs are answered the same way for every transport.
+    to unmapped LUNs are answered the same way for every transport.  Replace the
+    mapping with :meth:`set_luns` (not by assigning ``luns``) so every nexus that
+    used the table gets REPORTED LUNS DATA HAS CHANGED.  One table may be shared
+    by several nexuses (e.g. per ACL) or be per nexus.
     """
 
     luns: dict[int, LogicalUnit] = field(default_factory=dict)
+    _seen: set[Nexus] = field(default_factory=set, init=False, repr=False)
+    _luns_changed: set[Nexus] = field(default_factory=set, init=False, repr=False)
 
-    def get(self, lun: int) -> LogicalUnit | None:
-        """The logical unit mapped at ``lun`` (for task management), or None."""
+    def lookup(self, lun: int) -> LogicalUnit | None:
+        """The logical unit behind a LUN, for task management functions."""
         return self.luns.get(lun)
 
-    def update(self, luns: dict[int, LogicalUnit]) -> None:
-        """Replace the mapping while sessions use it (the SCSI layer's implementation
-        raises REPORTED LUNS DATA HAS CHANGED for the nexuses that see the table)."""
+    def set_luns(self, luns: dict[int, LogicalUnit]) -> None:
+        """Change the mapping; nexuses that used the table get unit attention 3F/0E."""
+        if set(luns.items()) != set(self.luns.items()):
+            self._luns_changed |= self._seen
         self.luns = dict(luns)
 
     async def execute(self, cmd: ScsiCommand) -> ScsiResult:
-        """Run one command of this nexus: REPORT LUNS and unmapped LUNs are answered
-        here, everything else by the logical unit."""
-        lu = self.luns.get(cmd.lun)
-        if cmd.cdb[0] == 0xA0:  # REPORT LUNS (any LUN, SPC-4 6.33)
-            return self._report_luns(cmd.cdb)
-        if lu is not None:
-            return await lu.execute(cmd)
-        if cmd.cdb[0] == 0x12 and not cmd.cdb[1] & 1:
-            # INQUIRY to an unmapped LUN: peripheral qualifier 3, device type 1Fh.
-            alloc = int.from_bytes(cmd.cdb[3:5], "big")
-            data = bytes([0x7F, 0, 5, 0x12, 31]) + bytes(31)
-            return ScsiResult(data=data[:alloc])
-        if cmd.cdb[0] == 0x03:  # REQUEST SENSE: report why the LUN cannot be used
-            alloc = cmd.cdb[4]
-            return ScsiResult(data=_fixed_sense(0x05, 0x25, 0x00)[:alloc])
-        return ScsiResult(status=Status.CHECK_CONDITION, sense=_fixed_sense(0x05, 0x25, 0x00))
+        cdb = cmd.cdb
+        opcode = cdb[0] if cdb else -1
+        nexus = cmd.nexus
+        self._seen.add(nexus)
+        if nexus in self._luns_changed and opcode not in (_INQUIRY, _REQUEST_SENSE, _REPORT_LUNS):
+            self._luns_changed.discard(nexus)
+            return ScsiResult(status=Status.CHECK_CONDITION,
+                              sense=sense.build_sense(sense.REPORTED_LUNS_DATA_HAS_CHANGED))
+        try:
+            if opcode == _REPORT_LUNS:
+                self._luns_changed.discard(nexus)
+                if len(cdb) < 12:
+                    raise sense.invalid_cdb(len(cdb))
+                return ScsiResult(data=spc.report_luns_data(cdb, self.luns))
+            lu = self.luns.get(cmd.lun)
+            if lu is not None:
+                return await lu.execute(cmd)
+            if opcode == _INQUIRY and len(cdb) >= 6:
+                if cdb[1] & 0x01:
+                    raise sense.CheckCondition(sense.LOGICAL_UNIT_NOT_SUPPORTED)
+                return ScsiResult(data=spc.unmapped_inquiry()[:(cdb[3] << 8) | cdb[4]])
+            if opcode == _REQUEST_SENSE and len(cdb) >= 6:
+                return ScsiResult(data=spc.sense_data(sense.LOGICAL_UNIT_NOT_SUPPORTED, cdb))
+            raise sense.CheckCondition(sense.LOGICAL_UNIT_NOT_SUPPORTED)
+        except sense.CheckCondition as e:
+            return ScsiResult(status=Status.CHECK_CONDITION, sense=e.sense())
 
-    def _report_luns(self, cdb: bytes) -> ScsiResult:
-        if len(cdb) < 12:
-            return ScsiResult(status=Status.CHECK_CONDITION, sense=_fixed_sense(0x05, 0x24, 0x00))
-        alloc = int.from_bytes(cdb[6:10], "big")
-        body = bytearray()
-        for lun in sorted(self.luns):
-            first = lun if lun < 256 else 0x4000 | lun
-            body += first.to_bytes(2, "big") + bytes(6)
-        data = len(body).to_bytes(4, "big") + bytes(4) + bytes(body)
-        return ScsiResult(data=data[:alloc], transfer_length=min(alloc, len(data)))
+    def nexus_lost(self, nexus: Nexus) -> None:
+        """Tell every mapped logical unit that ``nexus`` is gone."""
+        self._seen.discard(nexus)
+        self._luns_changed.discard(nexus)
+        for lu in set(self.luns.values()):
+            lu.nexus_lost(nexus)
+
+    def reset(self, nexus: Nexus) -> None:
+        """TARGET WARM/COLD RESET as seen through this table: reset every mapped unit."""
+        for lu in set(self.luns.values()):
+            lu.lun_reset(nexus)
+
+
+# The SCSI layer answers for unmapped LUNs; imported last because it imports this module.
+from . import sense, spc  # noqa: E402

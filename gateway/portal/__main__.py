@@ -16,10 +16,10 @@ import signal
 import sys
 
 from gateway.iscsi.chap import ChapCredentials, ChapSecret
-from gateway.portal.ramdisk import RamDisk, parse_size
 from gateway.portal.registry import ClientAcl, PortalSpec, Target, TargetControls, TargetRegistry, Tpg
 from gateway.portal.server import PortalServer
 from tcmu_handler.api import LunTable
+from tcmu_handler.factory import memory_disk, parse_size
 
 DEFAULT_IQN = "iqn.2003-01.org.ceph.iscsi-gw:ramdisk"
 
@@ -40,7 +40,8 @@ def _endpoint(text: str) -> tuple[str, int]:
 
 def build_registry(args: argparse.Namespace) -> TargetRegistry:
     registry = TargetRegistry()
-    disks = {i: RamDisk(parse_size(size), args.block_size) for i, size in enumerate(args.ramdisk or ["64M"])}
+    disks = {i: memory_disk(parse_size(size), block_size=args.block_size,
+                                 name=f"ramdisk{i}") for i, size in enumerate(args.ramdisk or ["64M"])}
     chap = None
     if args.chap:
         chap = ChapCredentials(_secret(args.chap), _secret(args.mutual_chap))

@@ -148,12 +148,12 @@ class TargetRegistry:
         if old is None:
             return
         if old.luns is not target.luns:
-            old.luns.update(target.luns.luns)
+            old.luns.set_luns(target.luns.luns)
             target.luns = old.luns
         for iqn, client in target.clients.items():
             prev = old.clients.get(iqn)
             if prev is not None and prev.luns is not client.luns:
-                prev.luns.update(client.luns.luns)
+                prev.luns.set_luns(client.luns.luns)
                 client.luns = prev.luns
         for rec in self._sessions_of(target.iqn):
             tpg = target.tpgs.get(rec.tpgt)
@@ -174,7 +174,7 @@ class TargetRegistry:
         target = self.targets[target_iqn]
         prev = target.clients.get(client.iqn)
         if prev is not None and prev.luns is not client.luns:
-            prev.luns.update(client.luns.luns)
+            prev.luns.set_luns(client.luns.luns)
             client.luns = prev.luns
         target.clients[client.iqn] = client
 
@@ -190,7 +190,7 @@ class TargetRegistry:
         """Change what a client (or, with acl disabled, everyone) sees; live sessions too."""
         target = self.targets[target_iqn]
         table = target.clients[client_iqn].luns if client_iqn else target.luns
-        table.update(luns)
+        table.set_luns(luns)
 
     def set_controls(self, target_iqn: str, controls: TargetControls) -> None:
         target = self.targets[target_iqn]
@@ -219,7 +219,8 @@ class TargetRegistry:
         return [r for r in self.sessions.values() if r.target == target_iqn and not r.discovery]
 
     def _close(self, rec: SessionRecord, reason: str) -> None:
-        self.sessions.pop(rec.tsih, None)
+        if self.sessions.pop(rec.tsih, None) is not None:
+            _nexus_lost(rec)
         if rec.live is not None:
             rec.live.close(reason)
 
@@ -227,6 +228,7 @@ class TargetRegistry:
         rec = self.sessions.get(tsih)
         if rec is not None and (live is None or rec.live is live):
             del self.sessions[tsih]
+            _nexus_lost(rec)
 
     def _new_tsih(self) -> int:
         for _ in range(65536):
@@ -325,3 +327,11 @@ class PortalAuthority:
                                     self.peer, self.local, login.discovery, nexus, self.luns)
         reg.sessions[tsih] = self.record
         return tsih
+
+
+def _nexus_lost(rec: SessionRecord) -> None:
+    """The I_T nexus of a session ended: the SCSI layer aborts its tasks and releases its
+    SPC-2 reservation.  Called when the session leaves the table, before a reinstating
+    session with the same nexus can send a command."""
+    if rec.nexus is not None and rec.luns is not None:
+        rec.luns.nexus_lost(rec.nexus)

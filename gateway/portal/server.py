@@ -249,11 +249,8 @@ class IscsiConnection(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------------ TMF / logout
     def _abort_in_device(self, task: Task) -> bool:
-        lu = self.record.luns.get(task.lun) if self.record and self.record.luns else None
-        found = bool(lu is not None and lu.abort_task(self.record.nexus, task.itt))
-        if found and task.user is not None and not task.user.done():
-            task.user.cancel()
-        return found
+        lu = self.record.luns.lookup(task.lun) if self.record and self.record.luns else None
+        return bool(lu is not None and lu.abort_task(self.record.nexus, task.itt))
 
     async def _task_management(self, ev: TaskManagement) -> None:
         conn, rec = self.conn, self.record
@@ -263,6 +260,12 @@ class IscsiConnection(asyncio.BufferedProtocol):
             task = ev.running[0]
             if task.state is not TaskState.DONE and self._abort_in_device(task):
                 conn.abort_running(task)
+                # The device ends the task once its in-flight I/O is done; answer after
+                # that, so no aborted write lands after the TMF response.
+                if task.user is not None and not task.user.done():
+                    _, late = await asyncio.wait([task.user], timeout=DRAIN_TIMEOUT)
+                    for job in late:
+                        job.cancel()
                 response = TmfResponse.COMPLETE
             else:
                 # The device is finishing it: its response goes first, then "does not exist".
@@ -271,9 +274,9 @@ class IscsiConnection(asyncio.BufferedProtocol):
                 response = TmfResponse.TASK_DOES_NOT_EXIST
         else:
             if fn == TmfFunction.TARGET_WARM_RESET:
-                units = list(table.luns.values())
+                units = list(set(table.luns.values()))
             else:
-                unit = table.get(ev.lun)
+                unit = table.lookup(ev.lun)
                 units = [unit] if unit is not None else []
             if not units and fn != TmfFunction.TARGET_WARM_RESET:
                 response = TmfResponse.LUN_DOES_NOT_EXIST

@@ -47,7 +47,7 @@ def test_iscsi_ls_with_chap_on_discovery_and_login(chap):
     assert f"Target:{IQN} Portal:{chap.address},1" in out.stdout
     assert re.search(r"Lun:0\s+Type:DIRECT_ACCESS", out.stdout), out.stdout
     out = run("iscsi-inq", chap.url(0, USER, PASSWORD))
-    assert out.returncode == 0 and "Vendor:RAMDISK" in out.stdout, out.stderr
+    assert out.returncode == 0 and "Vendor:LIO-ORG" in out.stdout, out.stderr
 
 
 def test_iscsi_ls_without_or_with_wrong_chap_is_refused(chap):
@@ -61,9 +61,9 @@ def test_iscsi_ls_without_or_with_wrong_chap_is_refused(chap):
 def test_iscsi_inq_reads_standard_inquiry_and_vpd(plain):
     out = run("iscsi-inq", plain.url(0))
     assert out.returncode == 0, out.stderr
-    assert "Peripheral Device Type:DIRECT_ACCESS" in out.stdout and "Product:STAND-IN RAMDISK" in out.stdout
+    assert "Peripheral Device Type:DIRECT_ACCESS" in out.stdout and "Product:TCMU device" in out.stdout
     out = run("iscsi-inq", "-e", "1", "-c", "128", plain.url(0))
-    assert out.returncode == 0 and re.search(r"Unit Serial Number:\[\w{16}\]", out.stdout), out.stdout
+    assert out.returncode == 0 and re.search(r"Unit Serial Number:\[[0-9a-f-]{36}\]", out.stdout), out.stdout
     out = run("iscsi-inq", "-e", "1", "-c", "131", plain.url(0))
     assert out.returncode == 0 and "Designator Type:(3) NAA" in out.stdout, out.stdout
 

@@ -15,10 +15,10 @@ from gateway.iscsi.constants import RejectReason
 from gateway.iscsi.framing import frame
 from gateway.iscsi.initiator import CommandResult, Initiator, LoginOutcome
 from gateway.iscsi.pdu import NopIn, NopOut, Reject
-from gateway.portal.ramdisk import RamDisk
 from gateway.portal.registry import ClientAcl, PortalSpec, Target, TargetControls, TargetRegistry, Tpg
 from gateway.portal.server import PortalServer
 from tcmu_handler.api import LunTable
+from tcmu_handler.factory import memory_disk
 
 IP = "127.0.4.20"
 TARGET = "iqn.2003-01.org.example:portal-test"
@@ -74,7 +74,13 @@ class Client:
         await self.connect()
         self.ini.start_login()
         await self.pump(lambda evs: any(isinstance(e, LoginOutcome) for e in evs))
-        return next(e for e in self.events if isinstance(e, LoginOutcome))
+        outcome = next(e for e in self.events if isinstance(e, LoginOutcome))
+        if outcome.status == (0, 0) and not self.ini.discovery:
+            # Consume the new nexus's POWER ON, RESET unit attention, as initiators do.
+            for _ in range(2):
+                if (await self.command(bytes(6))).status == 0:
+                    break
+        return outcome
 
     async def command(self, cdb: bytes, **kw) -> CommandResult:
         itt = self.ini.scsi(cdb, **kw)
@@ -88,7 +94,7 @@ class Client:
 @pytest.fixture
 def portal():
     loop = asyncio.new_event_loop()
-    disk = RamDisk(4 << 20)
+    disk = memory_disk(4 << 20)
     registry = TargetRegistry()
     controls = TargetControls(nopin_timeout=1, nopin_response_timeout=1, dataout_timeout=1)
     target = Target(TARGET, tpgs={1: Tpg(1, [], enabled=True)}, controls=controls,
@@ -187,8 +193,10 @@ def test_removing_a_client_closes_its_session_and_leaves_others_running(portal):
         assert (await alice.command(bytes(6))).status == 0
         assert [s["initiator"] for s in server.sessions()] == [ALICE]
         # A LUN mapped now is visible to the running session.
-        registry.set_luns(TARGET, {0: RamDisk(1 << 20), 5: RamDisk(1 << 20)}, client_iqn=ALICE)
-        assert (await alice.command(read10(0, 1), read_length=512, lun=5)).status == 0
+        registry.set_luns(TARGET, {0: memory_disk(1 << 20), 5: memory_disk(1 << 20)}, client_iqn=ALICE)
+        # announced with REPORTED LUNS DATA HAS CHANGED, then the new LUN's power-on UA
+        statuses = [(await alice.command(read10(0, 1), read_length=512, lun=5)).status for _ in range(3)]
+        assert statuses == [2, 2, 0]
         alice.close()
 
     loop.run_until_complete(scenario())
@@ -247,9 +255,9 @@ def test_header_and_data_digests_over_tcp_with_large_transfers(portal):
                                    "MaxRecvDataSegmentLength": "65536"})
         assert (await alice.login()).status == (0, 0)
         assert alice.ini.hd and alice.ini.dd
-        data = os.urandom(2048 * 512)                        # 1 MiB: several bursts
-        assert (await alice.command(write10(100, 2048), write=data)).status == 0
-        assert (await alice.command(read10(100, 2048), read_length=len(data))).data == data
+        data = os.urandom(1024 * 512)          # 512 KiB (the disk's maximum transfer): several bursts
+        assert (await alice.command(write10(100, 1024), write=data)).status == 0
+        assert (await alice.command(read10(100, 1024), read_length=len(data))).data == data
         alice.close()
 
     loop.run_until_complete(scenario())

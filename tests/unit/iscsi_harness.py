@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from gateway.iscsi.chap import ChapCredentials
 from gateway.iscsi.connection import TargetConnection
 from gateway.iscsi.constants import TmfResponse
@@ -9,27 +11,27 @@ from gateway.iscsi.events import CommandReady, LogoutRequested, TaskManagement
 from gateway.iscsi.framing import PduReader, frame
 from gateway.iscsi.initiator import CommandResult, Initiator, LoginOutcome
 from gateway.iscsi.login import LOGIN_SEGMENT, TargetLogin
-from gateway.portal.ramdisk import RamDisk
 from gateway.portal.registry import ClientAcl, PortalSpec, Target, TargetControls, TargetRegistry, Tpg
 from tcmu_handler.api import DataDirection, LunTable, ScsiCommand
+from tcmu_handler.disk import ScsiDisk
+from tcmu_handler.factory import memory_disk
 
 TARGET = "iqn.2003-01.org.example:target"
 INITIATOR = "iqn.2024-01.org.example:initiator"
 LOCAL = ("127.0.4.1", 3260)
 
 
+_LOOP = asyncio.new_event_loop()
+
+
 def run_sync(coro):
-    """Run a coroutine that never suspends (the RAM disk's execute)."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value
-    raise AssertionError("coroutine suspended")
+    """Run one SCSI command's coroutine to completion (the memory disk finishes at once)."""
+    return _LOOP.run_until_complete(coro)
 
 
 def make_registry(*, acl: bool = True, chap: ChapCredentials | None = None, disk_size: int = 1 << 20,
-                  controls: dict | None = None, clients=(INITIATOR,)) -> tuple[TargetRegistry, RamDisk]:
-    disk = RamDisk(disk_size)
+                  controls: dict | None = None, clients=(INITIATOR,)) -> tuple[TargetRegistry, ScsiDisk]:
+    disk = memory_disk(disk_size)
     reg = TargetRegistry()
     target = Target(TARGET, tpgs={1: Tpg(1, [PortalSpec(*LOCAL)], enabled=True),
                                   2: Tpg(2, [PortalSpec("10.0.0.2", 3260)], enabled=False)},
@@ -144,6 +146,11 @@ def logged_in(registry=None, *, initiator_kw=None, auto=True, **reg_kw) -> Pair:
     pair = Pair(registry, ini, auto=auto)
     outcome = pair.do_login()
     assert outcome.status == (0, 0), outcome
+    if auto and registry.targets[TARGET].luns.luns:
+        # A new nexus first gets POWER ON, RESET (SPC-4 6.1.2); initiators consume it
+        # at LUN scan, and so do we, with TEST UNIT READY.
+        statuses = [pair.command(bytes(6)).status for _ in range(2)]
+        assert statuses[-1] == 0, statuses
     return pair
 
 

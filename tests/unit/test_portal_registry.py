@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from iscsi_harness import INITIATOR, TARGET, make_registry, read10
 
-from gateway.portal.ramdisk import RamDisk
 from gateway.portal.registry import ClientAcl, PortalSpec, TargetControls, Tpg
 from gateway.settings import SettingsError
 from tcmu_handler.api import LunTable
+from tcmu_handler.factory import memory_disk
 
 OTHER = "iqn.2024-01.org.example:other"
 
@@ -49,7 +49,11 @@ def test_lun_table_change_is_seen_by_an_existing_session():
     reg, _ = make_registry()
     pair, _ = session(reg)
     assert pair.command(read10(0, 1), read_length=512, lun=1).status == 2       # LUN 1 not mapped
-    reg.set_luns(TARGET, {0: RamDisk(1 << 20), 1: RamDisk(1 << 20)}, client_iqn=INITIATOR)
+    reg.set_luns(TARGET, {0: memory_disk(1 << 20), 1: memory_disk(1 << 20)}, client_iqn=INITIATOR)
+    # The change is announced first (REPORTED LUNS DATA HAS CHANGED), then LUN 1 works.
+    res = pair.command(read10(0, 1), read_length=512, lun=1)
+    assert res.status == 2 and (res.sense[2] & 0xF, res.sense[12], res.sense[13]) == (0x06, 0x3F, 0x0E)
+    assert pair.command(read10(0, 1), read_length=512, lun=1).status == 2   # power-on UA of LUN 1
     assert pair.command(read10(0, 1), read_length=512, lun=1).status == 0
 
 

@@ -1,0 +1,127 @@
+"""Write-triggered exclusive-lock failover (tcmu-runner's implicit ALUA policy).
+
+The gateway that owns a disk holds its RBD exclusive lock.  When a write
+arrives through a gateway that does not hold it (the initiator failed over to
+an Active/Non-optimized path), this gateway takes the lock -- breaking the old
+owner's lock, which makes Ceph blocklist (fence) the old owner -- and answers
+BUSY until it holds it, so the initiator retries.  Reads never take the lock.
+A write that fails with -ESHUTDOWN/-EROFS means this gateway has been fenced:
+the lock is marked lost, the command gets BUSY, and the next write takes the
+lock back (after reopening the image with a new RADOS client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+
+from .backends.base import Backend, BackendError
+from .metrics import LunStats
+
+log = logging.getLogger(__name__)
+
+
+class LockState(enum.Enum):
+    UNLOCKED = "unlocked"
+    ACQUIRING = "acquiring"
+    LOCKED = "locked"
+
+
+class ExclusiveLockPolicy:
+    """The lock state machine of one disk on one gateway."""
+
+    #: seconds to wait after a failed acquisition before the next write may retry
+    retry_delay = 1.0
+
+    def __init__(self, backend: Backend, stats: LunStats, timeout: float, name: str = "") -> None:
+        self.backend = backend
+        self.stats = stats
+        self.timeout = timeout if timeout > 0 else None
+        self.name = name
+        self.state = LockState.UNLOCKED
+        self._task: asyncio.Task | None = None
+        self._not_before = 0.0
+
+    def writable(self) -> bool:
+        """True when a write may go to the backend now; else start taking the lock."""
+        if self.state is LockState.LOCKED:
+            return True
+        if self.state is LockState.UNLOCKED and time.monotonic() >= self._not_before:
+            self.state = LockState.ACQUIRING
+            self._task = asyncio.get_running_loop().create_task(self._acquire())
+        return False
+
+    async def acquire(self) -> bool:
+        """Take the lock now (used by the daemon when it assigns ownership)."""
+        if self.state is LockState.LOCKED:
+            return True
+        if self.state is not LockState.ACQUIRING:
+            self._not_before = 0.0
+            self.writable()
+        task = self._task
+        if task is not None:
+            await asyncio.shield(task)
+        return self.state is LockState.LOCKED
+
+    def lost(self, err: BackendError) -> None:
+        """A write failed because this client was fenced or lost the lock."""
+        if self.state is LockState.LOCKED:
+            self.state = LockState.UNLOCKED
+            self.stats.lock_lost += 1
+            log.warning("%s: exclusive lock lost (%s)", self.name, err)
+
+    async def verify(self) -> bool:
+        """Re-check ownership with the cluster (detects a silent loss); True if owner."""
+        try:
+            owner = await self.backend.is_lock_owner()
+        except BackendError:
+            owner = False
+        if not owner and self.state is LockState.LOCKED:
+            self.state = LockState.UNLOCKED
+            self.stats.lock_lost += 1
+        return owner
+
+    async def owners(self) -> list[str]:
+        return await self.backend.lock_owners()
+
+    async def break_lock(self, owner: str) -> None:
+        await self.backend.lock_break(owner)
+
+    async def _acquire(self) -> None:
+        try:
+            await asyncio.wait_for(self._take(), self.timeout)
+        except (TimeoutError, BackendError) as e:
+            self.stats.lock_acquire_failures += 1
+            self.state = LockState.UNLOCKED
+            self._not_before = time.monotonic() + self.retry_delay
+            log.warning("%s: taking the exclusive lock failed: %s", self.name, e or "timeout")
+            return
+        except asyncio.CancelledError:
+            self.state = LockState.UNLOCKED
+            raise
+        self.state = LockState.LOCKED
+        self.stats.lock_acquired += 1
+        log.info("%s: exclusive lock acquired", self.name)
+
+    async def _take(self) -> None:
+        try:
+            if await self.backend.is_lock_owner():
+                return
+            await self.backend.lock_acquire()
+        except BackendError as e:
+            reopen = getattr(self.backend, "reopen", None)
+            if not e.fenced or reopen is None:
+                raise
+            # Fenced earlier: a blocklisted client can never write again; start a new one.
+            await reopen()
+            await self.backend.lock_acquire()
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
