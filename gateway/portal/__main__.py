@@ -1,8 +1,11 @@
-"""Run the portal standalone with RAM disks (for testing and benchmarks).
+"""Run the portal standalone with RAM disks or RBD images (for testing and benchmarks).
 
     python -m gateway.portal --listen 127.0.0.1:3260 --ramdisk 64M
     python -m gateway.portal --listen 127.0.0.1:3260 --ramdisk 64M --ramdisk 1G \\
         --acl iqn.1994-05.com.redhat:client --chap user1234:password1234
+    python -m gateway.portal --listen 127.0.0.1:3260 --rbd rbd/disk1 --ceph-conf /etc/ceph/ceph.conf
+
+LUNs are numbered in order: the RAM disks first, then the RBD images.
 
 The daemon (rbd-target-gw) configures the same registry from the cluster config instead.
 """
@@ -38,10 +41,11 @@ def _endpoint(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def build_registry(args: argparse.Namespace) -> TargetRegistry:
+def build_registry(args: argparse.Namespace, rbd_disks: list | None = None) -> TargetRegistry:
     registry = TargetRegistry()
-    disks = {i: memory_disk(parse_size(size), block_size=args.block_size,
-                                 name=f"ramdisk{i}") for i, size in enumerate(args.ramdisk or ["64M"])}
+    units = [memory_disk(parse_size(size), block_size=args.block_size, name=f"ramdisk{i}")
+             for i, size in enumerate(args.ramdisk or ([] if rbd_disks else ["64M"]))]
+    disks = dict(enumerate(units + list(rbd_disks or [])))
     chap = None
     if args.chap:
         chap = ChapCredentials(_secret(args.chap), _secret(args.mutual_chap))
@@ -59,8 +63,38 @@ def build_registry(args: argparse.Namespace) -> TargetRegistry:
     return registry
 
 
+async def open_rbd_disks(args: argparse.Namespace):
+    """Open every ``--rbd POOL/IMAGE`` as a disk owned by this portal (it takes the lock)."""
+    if not args.rbd:
+        return [], None
+    import rados
+
+    from tcmu_handler.config import DiskConfig
+    from tcmu_handler.factory import open_rbd_disk
+    from tcmu_handler.xcopy import LunRegistry
+
+    cluster = rados.Rados(conffile=args.ceph_conf, name=args.client_name)
+    cluster.connect(timeout=10)
+    registry = LunRegistry()
+    disks = []
+    for spec in args.rbd:
+        pool, _, image = spec.partition("/")
+        ioctx = cluster.open_ioctx(pool)
+        disks.append(await open_rbd_disk(DiskConfig(wwn=_wwn_of(ioctx, image)), pool=pool, image=image,
+                                         conf=args.ceph_conf, client_name=args.client_name,
+                                         registry=registry, reservation_ioctx=ioctx, owner=True))
+    return disks, cluster
+
+
+def _wwn_of(ioctx, image: str) -> str:
+    from gateway.config.image_identity import ensure_image_wwn
+
+    return ensure_image_wwn(ioctx, image)
+
+
 async def serve(args: argparse.Namespace) -> None:
-    registry = build_registry(args)
+    rbd_disks, cluster = await open_rbd_disks(args)
+    registry = build_registry(args, rbd_disks)
     server = PortalServer(registry, asyncio.get_running_loop())
     bound = [await server.listen(ip, port) for ip, port in map(_endpoint, args.listen)]
     # Port 0 means "any free port": the TPG announces and serves the ports actually bound.
@@ -72,6 +106,12 @@ async def serve(args: argparse.Namespace) -> None:
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.close()
+    if rbd_disks:
+        from tcmu_handler.factory import close_disk
+
+        for disk in rbd_disks:
+            await close_disk(disk)
+        cluster.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--listen", action="append", default=[], metavar="IP:PORT",
                    help="portal address (repeatable; port 0 = any free port)")
     p.add_argument("--ramdisk", action="append", metavar="SIZE", help="a RAM disk LUN (repeatable)")
+    p.add_argument("--rbd", action="append", metavar="POOL/IMAGE", help="an RBD image LUN (repeatable)")
+    p.add_argument("--ceph-conf", default="/etc/ceph/ceph.conf", help="ceph.conf for --rbd")
+    p.add_argument("--client-name", default="client.admin", help="CephX user for --rbd")
     p.add_argument("--block-size", type=int, default=512)
     p.add_argument("--target", default=DEFAULT_IQN, help="target IQN")
     p.add_argument("--acl", action="append", metavar="IQN", help="allowed initiator (enables ACLs)")
