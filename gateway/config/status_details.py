@@ -170,7 +170,9 @@ class GatewayDetails:
                     _int(d.get("cmd_timed_out_cnt")))
         return cls(schema=_int(raw.get("schema"), DETAILS_SCHEMA),
                    software_version=_str(raw.get("software_version")),
-                   checkconf=_str(raw.get("checkconf")), ip_addresses=_strings(raw.get("ip_addresses")), portals=portals, targets=targets, disks=disks)
+                   checkconf=_str(raw.get("checkconf")),
+                   ip_addresses=_strings(raw.get("ip_addresses")),
+                   portals=portals, targets=targets, disks=disks)
 
     @property
     def iscsi_listening(self) -> bool | None:
