@@ -11,7 +11,7 @@ from api.errors import ApiError
 from api.images import parse_clone_source, parse_image_size, parse_qos
 from api.routing import answer, ctx, disk_id, disk_param, dry_run, params, route, run_task, target_name
 from api.tasks import Task
-from gateway.config import ceph_iscsi, validation
+from gateway.config import allocation, ceph_iscsi, validation
 from gateway.config import operations as ops
 from gateway.config.errors import NotFound, ValidationError
 from gateway.config.model import ClusterConfig
@@ -57,7 +57,7 @@ def get_disks():
     doc = ceph_iscsi.export_document(cfg, "redacted")["disks"]
     if p.flag("details"):
         for name, entry in doc.items():
-            entry["image"] = _image_info(*name.split("/", 1))
+            entry["image_info"] = _image_info(*name.split("/", 1))
     return answer({"disks": doc})
 
 
@@ -82,7 +82,7 @@ def disk(pool: str, image: str):
         doc = _disk_doc(cfg, name)
         t = cfg.target_of_disk(name)
         doc["status"] = c.live().disk_status(name, t.portals if t else [])
-        doc["image"] = _image_info(pool, image)
+        doc["image_info"] = _image_info(pool, image)
         return answer(doc)
     if request.method == "DELETE":
         return _delete(pool, image, name)
@@ -166,7 +166,7 @@ def _create(pool: str, image: str):
             for i, n in enumerate(names):
                 task.report(i / len(names), f"preparing {pool}/{n}")
                 _prepare_image(pool, n, size, create_image, source, data_pool, flatten, created, notes, task)
-                specs.append((n, c.images.ensure_wwn(pool, n, wwn)))
+                specs.append((n, _identity(pool, n, wwn, notes)))
             change = c.change(_add_disks, pool, specs, **kwargs)
         except Exception:
             for n in created:
@@ -180,6 +180,20 @@ def _create(pool: str, image: str):
         return 200, change.body("disk create/update successful", disks=change.done.result, notes=notes)
 
     return run_task("disk create", f"{pool}/{image}", work)
+
+
+def _identity(pool: str, image: str, requested: str | None, notes: list[str]) -> str:
+    """The WWN to register: the requested one, else the one the image carries, unless that is
+    another disk's (a clone or copy inherits its source's metadata): then a new one."""
+    images = ctx().images
+    wwn = images.ensure_wwn(pool, image, requested)
+    if requested:
+        return wwn
+    holder = next((d.name for d in ctx().load().disks.values() if d.wwn == wwn), None)
+    if holder is None:
+        return wwn
+    notes.append(f"{pool}/{image} carried the WWN of {holder} (a clone or copy); it got a new one")
+    return images.ensure_wwn(pool, image, allocation.new_wwn())
 
 
 def _prepare_image(pool: str, image: str, size: int | None, create_image: bool, source, data_pool,
