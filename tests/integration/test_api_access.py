@@ -3,10 +3,10 @@ credentials, 403 from an untrusted source (naming it), 405 for a method it does 
 all as JSON ``{"message": ...}``; the open endpoints answer anyone."""
 
 import pytest
-
-from api import openapi
 from support.api_fixtures import api_env  # noqa: F401 - fixture
 from support.harness import ApiClient
+
+from api import openapi
 
 UNTRUSTED = "127.0.7.200"
 ALL_METHODS = ("GET", "PUT", "DELETE", "POST")

@@ -6,9 +6,9 @@ import json
 import time
 
 import rbd
+from support.api_fixtures import GW_A, GW_B, POOL, api_env  # noqa: F401 - fixture
 
 from gateway.config.image_identity import WWN_METADATA_KEY
-from support.api_fixtures import GW_A, GW_B, POOL, api_env  # noqa: F401 - fixture
 
 FEATURES = {"layering", "exclusive-lock", "object-map", "fast-diff", "deep-flatten"}
 
@@ -53,7 +53,8 @@ def test_detach_and_attach_keeps_the_wwn(api_env):
     r = c.put(f"/api/disk/{POOL}/{api_env.image_name()}", data={"mode": "create", "create_image": "false"})
     assert r.status_code == 400 and "does not exist" in r.json()["message"]
     r = c.put(f"/api/disk/{POOL}/{api_env.image_name()}", data={"mode": "create"})
-    assert r.status_code == 400 and r.json()["message"] == "Size parameter is required when creating a new image"
+    assert r.status_code == 400
+    assert r.json()["message"] == "Size parameter is required when creating a new image"
 
 
 def test_attaching_an_image_without_exclusive_lock_is_refused(api_env):
@@ -141,8 +142,10 @@ def test_reconfigure_stores_controls_and_sets_librbd_qos(api_env):
     assert meta["conf_rbd_qos_write_iops_limit"] == "300"
     assert c.ok("GET", f"/api/disk/{disk}")["image_info"]["qos"] == {
         "iops_limit": 1000, "bps_limit": 100 << 20, "write_iops_limit": 300, "iops_burst_seconds": 2}
-    c.ok("PUT", f"/api/disk/{disk}", json={"mode": "reconfigure", "qos": {"iops_limit": 0, "bps_limit": None}})
-    assert set(c.ok("GET", f"/api/disk/{disk}")["image_info"]["qos"]) == {"write_iops_limit", "iops_burst_seconds"}
+    c.ok("PUT", f"/api/disk/{disk}", json={"mode": "reconfigure",
+                                           "qos": {"iops_limit": 0, "bps_limit": None}})
+    qos = c.ok("GET", f"/api/disk/{disk}")["image_info"]["qos"]
+    assert set(qos) == {"write_iops_limit", "iops_burst_seconds"}
     r = c.put(f"/api/disk/{disk}", data={"mode": "reconfigure"})
     assert r.status_code == 400
 

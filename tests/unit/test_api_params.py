@@ -54,7 +54,8 @@ def test_controls_as_json_text_in_a_form():
     ({"data": {"wait": "nan"}}, lambda p: p.number("wait"), "between"),
     ({"json": {"disk": ["a"]}}, lambda p: p.text("disk"), "must be a string"),
     ({"json": {"members": [1, 2]}}, lambda p: p.names("members"), "list of strings"),
-    ({"data": {}}, lambda p: p.text("disk", required=True, hint="pool/image"), "'disk' is required: pool/image"),
+    ({"data": {}}, lambda p: p.text("disk", required=True, hint="pool/image"),
+     "'disk' is required: pool/image"),
     ({"data": {"mode": "bogus"}}, lambda p: p.choice("mode", ["create"]), "'bogus' is invalid; use create"),
 ])
 def test_bad_values_are_400_naming_the_parameter(kwargs, call, fragment):
