@@ -35,6 +35,21 @@ EXAMPLES = {
 }
 
 
+_LABEL = "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?"  # keeps a whole IQN under 223 bytes
+_IQN = rf"iqn\.[0-9]{{4}}-(0[1-9]|1[0-2])\.{_LABEL}(\.{_LABEL}){{1,5}}(:[a-z0-9.:-]{{1,64}})?"
+# What the API accepts in path segments (validation.py), as patterns a client can check.
+PATH_PATTERNS = {
+    "target_iqn": f"^{_IQN}$",
+    "client_iqn": f"^({_IQN}|eui\\.[0-9a-f]{{16}}|naa\\.([0-9a-f]{{16}}|[0-9a-f]{{32}}))$",
+    "gateway_name": r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
+    "pool": r"^[a-zA-Z0-9_.-]+$",
+    "image": r"^[a-zA-Z0-9_.-]+$",
+    "name": r"^[^/@\x00-\x1f\x7f]{1,255}$",
+    "group_name": r"^[A-Za-z0-9_@-]{1,32}$",
+}
+PATH_ENUMS = {"query_type": ["ip_addresses", "hostname", "checkconf", "checkversions"]}
+
+
 @dataclass(frozen=True)
 class P:
     """A request parameter: ``kind`` is string | boolean | integer | list | object | number."""
@@ -243,8 +258,12 @@ def _json_schema(p: P) -> dict[str, Any]:
 
 def _param(name: str, where: str, p: P | None = None) -> dict[str, Any]:
     if p is None:
-        return {"name": name, "in": where, "required": True,
-                "schema": {"type": "string", "example": EXAMPLES.get(name, name)}}
+        schema: dict[str, Any] = {"type": "string", "example": EXAMPLES.get(name, name)}
+        if name in PATH_PATTERNS:
+            schema["pattern"] = PATH_PATTERNS[name]
+        if name in PATH_ENUMS:
+            schema["enum"] = PATH_ENUMS[name]
+        return {"name": name, "in": where, "required": True, "schema": schema}
     out = {"name": p.name, "in": where, "required": p.required, "schema": _form_schema(p)}
     if p.description:
         out["description"] = p.description

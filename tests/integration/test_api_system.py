@@ -1,8 +1,9 @@
 """Contract of the endpoints about the API and the cluster: index, sysinfo, settings, config,
 ping, status."""
 
-from gateway.settings import TARGET_CONTROLS
 from support.api_fixtures import GW_A, GW_B, api_env  # noqa: F401 - fixture
+
+from gateway.settings import TARGET_CONTROLS
 
 
 def test_index_lists_public_endpoints_in_ceph_iscsi_shape(api_env):

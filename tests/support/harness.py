@@ -113,7 +113,7 @@ class ApiClient:
         self.base = base
         self.session = requests.Session()
         self.session.auth = auth
-        self.session.verify = verify
+        self.verify = verify  # per request: REQUESTS_CA_BUNDLE would override a session setting
         if source:
             from requests.adapters import HTTPAdapter
 
@@ -127,6 +127,7 @@ class ApiClient:
 
     def request(self, method: str, path: str, **kw: Any) -> requests.Response:
         kw.setdefault("timeout", 120)
+        kw.setdefault("verify", self.verify)
         return self.session.request(method, self.base + path, **kw)
 
     def get(self, path: str, **kw: Any) -> requests.Response:
