@@ -41,7 +41,8 @@ _IQN = rf"iqn\.[0-9]{{4}}-(0[1-9]|1[0-2])\.{_LABEL}(\.{_LABEL}){{1,5}}(:[a-z0-9.
 PATH_PATTERNS = {
     "target_iqn": f"^{_IQN}$",
     "client_iqn": f"^({_IQN}|eui\\.[0-9a-f]{{16}}|naa\\.([0-9a-f]{{16}}|[0-9a-f]{{32}}))$",
-    "gateway_name": r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
+    "gateway_name": r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
     "pool": r"^[a-zA-Z0-9_.-]+$",
     "image": r"^[a-zA-Z0-9_.-]+$",
     "name": r"^[^/@\x00-\x1f\x7f]{1,255}$",
