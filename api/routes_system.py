@@ -119,12 +119,10 @@ def get_settings():
 @route("/api/config", ["GET"])
 def get_config():
     """Return the complete configuration (ceph-iscsi schema 11 document)
-    CHAP passwords are redacted unless decrypt_passwords=true (or secrets=plain|stored).
+    CHAP passwords are redacted unless decrypt_passwords=true.
     Example: curl --user admin:secret 'http://127.0.0.1:5000/api/config?decrypt_passwords=true'
     """
-    p = params()
-    secrets = "plain" if p.flag("decrypt_passwords") else "redacted"
-    secrets = p.choice("secrets", ceph_iscsi.SECRET_MODES, secrets)
+    secrets = "plain" if params().flag("decrypt_passwords") else "redacted"
     c = ctx()
     return answer(ceph_iscsi.export_document(c.load(), secrets, c.store.cipher))
 
