@@ -235,8 +235,7 @@ def _resize(pool: str, image: str, name: str):
         previous = c.images.resize(pool, image, size)
         cfg = c.load()
         t = cfg.target_of_disk(name)
-        report = c.wait_sizes(name, t.portals if t else [], size)
-        r = report
+        r = c.wait_sizes(name, t.portals if t else [], size)
         return 200, {"message": "disk create/update successful", "size": size, "previous_size": previous,
                      "version": cfg.version, "applied": r.applied, "pending": r.pending, "down": r.down,
                      "degraded": r.degraded}

@@ -18,7 +18,6 @@ from api.errors import ApiError
 from api.params import Params
 from api.tasks import Task
 from gateway.config import validation
-from gateway.config.errors import ValidationError
 
 bp = Blueprint("api", __name__)
 ACCESS: dict[str, str] = {}  # endpoint -> none | basic | restricted
@@ -99,7 +98,3 @@ def run_task(kind: str, subject: str, work: Callable[[Task], tuple[int, dict[str
         return answer({**task.result, "task": task.id}, task.status or 200)
     return answer({"message": f"{kind} of {subject} is still running; follow it at /api/tasks/{task.id}",
                    "task": task.as_dict()}, 202)
-
-
-def validation_error(text: str, field: str | None = None) -> ValidationError:
-    return ValidationError(text, field)
