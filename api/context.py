@@ -10,9 +10,12 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from flask import has_request_context
 
 from api.auth import SourcePolicy
 from api.images import ImageService
@@ -47,7 +50,8 @@ def local_gateway_name(settings: Any) -> str:
 
 class ApiContext:
     def __init__(self, settings: Any, store: ConfigStore, images: ImageService | None = None,
-                 tasks: TaskRegistry | None = None, gateway_name: str | None = None) -> None:
+                 tasks: TaskRegistry | None = None, gateway_name: str | None = None,
+                 waiting_requests: int = 24) -> None:
         self.settings = settings
         self.store = store
         self.images = images
@@ -59,6 +63,11 @@ class ApiContext:
         # request threads only cost retries (measured: 8 threads went from 54 to 13
         # changes/s); conflicts with other API nodes are still resolved by the store.
         self._writer = threading.Lock()
+        # Request threads that may block waiting (for gateways, for a task).  The server has
+        # more threads than this, so reads are always served; a request finding no slot
+        # answers at once (its change is committed; pending gateways are listed, a task is
+        # answered 202).
+        self._wait_slots = threading.BoundedSemaphore(max(1, waiting_requests))
 
     def start(self) -> None:
         """Follow config changes so a newly added gateway's addresses are trusted at once."""
@@ -111,8 +120,24 @@ class ApiContext:
         names = sorted(set(gateways))
         if not names:
             return ApplyReport(version)
-        return self.store.wait_applied(version, names, timeout=self.settings.apply_timeout,
-                                       dead_after=self.settings.gateway_dead_after)
+        with self.wait_slot() as may_wait:
+            return self.store.wait_applied(version, names,
+                                           timeout=self.settings.apply_timeout if may_wait else 0.0,
+                                           dead_after=self.settings.gateway_dead_after)
+
+    @contextmanager
+    def wait_slot(self) -> Iterator[bool]:
+        """Whether this thread may block: always off request threads (tasks), and on request
+        threads while fewer than ``waiting_requests`` of them are blocked."""
+        if not has_request_context():
+            yield True
+            return
+        acquired = self._wait_slots.acquire(blocking=False)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                self._wait_slots.release()
 
     @staticmethod
     def _concerned(cfg: ClusterConfig, targets: Targets, everywhere: bool) -> set[str]:
@@ -126,7 +151,11 @@ class ApiContext:
     def wait_sizes(self, disk: str, gateways: Iterable[str], size: int) -> ApplyReport:
         """Wait until every live gateway exposes ``disk`` with at least ``size`` bytes."""
         names = sorted(set(gateways))
-        deadline = time.monotonic() + self.settings.apply_timeout
+        with self.wait_slot() as may_wait:
+            return self._wait_sizes(disk, names, size, self.settings.apply_timeout if may_wait else 0.0)
+
+    def _wait_sizes(self, disk: str, names: list[str], size: int, timeout: float) -> ApplyReport:
+        deadline = time.monotonic() + timeout
         while True:
             live = self.live()
             report = ApplyReport(self.store.read_version())

@@ -94,7 +94,9 @@ def run_task(kind: str, subject: str, work: Callable[[Task], tuple[int, dict[str
             return work(task)
 
     task = ctx().tasks.submit(kind, subject, in_app)
-    if task.wait(wait) and task.result is not None:
+    with ctx().wait_slot() as may_wait:
+        finished = task.wait(wait if may_wait else 0.0)
+    if finished and task.result is not None:
         return answer({**task.result, "task": task.id}, task.status or 200)
     return answer({"message": f"{kind} of {subject} is still running; follow it at /api/tasks/{task.id}",
                    "task": task.as_dict()}, 202)

@@ -31,6 +31,7 @@ log = logging.getLogger("api")
 EXIT_SETTINGS = 2
 EXIT_CLUSTER = 16
 DEFAULT_THREADS = 32
+RESERVED_THREADS = 8  # request threads that never block on gateways or tasks
 CERT_FILE, KEY_FILE = "iscsi-gateway.crt", "iscsi-gateway.key"
 # TLS 1.2 suites: forward secrecy and AEAD only (TLS 1.3 suites are always AEAD).
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
@@ -195,7 +196,8 @@ def _run(settings: Any, threads: int) -> int:
             except (OSError, ssl.SSLError) as e:
                 log.error("cannot set up TLS: %s", e)
                 return EXIT_CLUSTER
-        ctx = ApiContext(settings, store, ImageService(cluster, settings.time_out, settings.loop_delay))
+        ctx = ApiContext(settings, store, ImageService(cluster, settings.time_out, settings.loop_delay),
+                         waiting_requests=max(1, threads - RESERVED_THREADS))
         ctx.start()
         server = build_server(create_app(ctx), settings.api_host, settings.api_port, tls, threads)
         stopping = threading.Event()
