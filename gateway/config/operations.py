@@ -272,6 +272,24 @@ def set_lun_owner(cfg: ClusterConfig, iqn: str, disk: str, owner: str) -> Target
     return lun
 
 
+def drain_portal(cfg: ClusterConfig, iqn: str, gateway: str) -> dict[str, str]:
+    """Move every LUN ``gateway`` owns in the target to the target's other gateways (the
+    least loaded first), so it can be taken down without initiators losing their optimized
+    path.  Returns ``{disk: new owner}``.  The gateway keeps serving as a non-optimized path.
+    """
+    target = get_target(cfg, iqn)
+    _get_portal(target, gateway)
+    owned = sorted((lun for lun in target.luns.values() if lun.owner == gateway), key=lambda lun: lun.lun_id)
+    if owned and len(target.portals) < 2:
+        raise ValidationError(f"{gateway} is the only gateway of target {target.iqn}; add another "
+                              "gateway before draining it", "gateway")
+    moved = {}
+    for lun in owned:
+        lun.owner = allocation.choose_owner(cfg, target, exclude=(gateway,))
+        moved[lun.disk] = lun.owner
+    return moved
+
+
 # ---- clients -------------------------------------------------------------------------------
 def add_client(cfg: ClusterConfig, iqn: str, client_iqn: str, auth: ChapAuth | None = None,
                minimum_gateways: int = 1) -> Client:
