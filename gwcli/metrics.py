@@ -50,11 +50,12 @@ class Scrape:
 
 def _samples(text: str) -> Iterable:
     try:
-        for family in text_string_to_metric_families(text):
-            yield from family.samples
-        return
+        return [s for family in text_string_to_metric_families(text) for s in family.samples]
     except ValueError:
-        pass
+        return list(_samples_by_line(text))
+
+
+def _samples_by_line(text: str) -> Iterable:
     for line in text.splitlines():  # tolerate a malformed line: parse the rest one by one
         if not line.strip() or line.startswith("#"):
             continue

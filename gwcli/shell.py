@@ -92,6 +92,10 @@ class GatewayShell(ConfigShell):
         self.con = GatewayConsole()
         self.con.configure(stdout or sys.stdout, stderr or sys.stderr, color, width)
         self.log.con = self.con
+        if not debug:
+            # configshell's Log.debug walks the whole stack (inspect.stack) on every call, dozens
+            # of times per command; its output goes nowhere unless debugging.
+            self.log.debug = lambda msg: None
         self.color = color
         self.debug = debug
         self.failed = False

@@ -187,8 +187,7 @@ def parse_gateway_status(body: Any, names: list[str]) -> dict[str, GatewayView]:
     (``applied``/``pending``: alive, ``down``), or ``alive``; ``health`` (``ok``,
     ``degraded``, ``error``) turns an alive gateway PARTIAL when not ok.
     """
-    raw = _dict(body)
-    entries: Any = raw.get("gateways", raw)
+    entries: Any = body.get("gateways", body) if isinstance(body, Mapping) else body
     if isinstance(entries, list):
         entries = {str(e.get("gateway") or e.get("name")): e for e in entries if isinstance(e, Mapping)}
     entries = _dict(entries)

@@ -88,9 +88,12 @@ class FakeApi:
 
             do_GET = do_PUT = do_DELETE = _handle
 
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # gwcli loads with parallel requests; 5 would drop SYNs
+            daemon_threads = True
+
+        self.server = Server((host, 0), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         return f"http://{host}:{self.server.server_address[1]}"
 
     def close(self) -> None:
@@ -126,10 +129,13 @@ class FakeApi:
             except ValidationError as e:
                 return 400, {"message": e.message}
 
-    def _report(self, message: str, iqns: list[str] | None = None) -> tuple[int, Any]:
+    def _report(self, message: str, iqns: list[str] | None = None,
+                everywhere: bool = False) -> tuple[int, Any]:
+        """The apply report: the gateways of ``iqns`` (all with ``everywhere``), down ones
+        being those without a status entry."""
         self.version += 1
         self.cfg.version = self.version
-        gateways = self.cfg.gateways_of(iqns) if iqns else sorted(self.cfg.gateways)
+        gateways = sorted(self.cfg.gateways) if everywhere else self.cfg.gateways_of(iqns) if iqns else []
         down = [g for g in gateways if g not in self.gateway_health]
         return 200, {"message": message, "applied": [g for g in gateways if g not in down],
                      "pending": [], "down": down}
@@ -185,7 +191,7 @@ class FakeApi:
 
     def _delete_target(self, rest, form):
         ops.remove_target(self.cfg, rest[0])
-        return self._report("Target deleted.")
+        return self._report("Target deleted.", everywhere=True)
 
     def _put_targetauth(self, rest, form):
         iqn = rest[0]
@@ -197,7 +203,7 @@ class FakeApi:
 
     def _put_discoveryauth(self, rest, form):
         ops.set_discovery_auth(self.cfg, _auth(form))
-        return self._report("discovery auth updated")
+        return self._report("discovery auth updated", everywhere=True)
 
     # ---- gateways -----------------------------------------------------------------------------
     def _put_gateway(self, rest, form):
@@ -218,7 +224,7 @@ class FakeApi:
 
     def _delete_gateway(self, rest, form):
         ops.remove_portal(self.cfg, rest[0], rest[1])
-        return self._report("Gateway deleted")
+        return self._report("Gateway deleted", [rest[0]])
 
     # ---- LUNs and disks -----------------------------------------------------------------------
     def _put_targetlun(self, rest, form):
@@ -271,7 +277,8 @@ class FakeApi:
                         self.images[name].qos[key[4:]] = int(value)
         else:
             raise ValidationError(f"mode must be create, resize, reconfigure or qos, got {mode!r}", "mode")
-        return self._report("disk updated")
+        target = self.cfg.target_of_disk(name)
+        return self._report("disk updated", [target.iqn] if target else None)
 
     def _delete_disk(self, rest, form):
         name = "/".join(rest)
@@ -287,7 +294,8 @@ class FakeApi:
             image.snapshots[snap] = image.size
         elif snap not in image.snapshots:
             raise NotFound(f"snapshot {snap} not found")
-        return self._report(f"snapshot {form.get('mode')} done")
+        target = self.cfg.target_of_disk(name)
+        return self._report(f"snapshot {form.get('mode')} done", [target.iqn] if target else None)
 
     def _delete_disksnap(self, rest, form):
         self.images["/".join(rest[:-1])].snapshots.pop(rest[-1])
@@ -350,6 +358,7 @@ def populated() -> FakeApi:
         ops.add_disk(cfg, pool, image)
         if name != "rbd/gone":
             fake.images[name] = FakeImage(size)
+    fake.images["rbd/gone2"] = FakeImage(4 << 30)  # an image that is not a disk (yet)
     fake.images["rbd/disk_3"].state = "Degraded - excessive failovers"
     fake.images["rbd/disk_1"].snapshots["before-upgrade"] = 1 << 30
     for disk in ("rbd/disk_1", "rbd/disk_2", "rbd/disk_3", "iscsi/lun_a"):

@@ -132,6 +132,9 @@ class Disks(UIGroup):
         """
         request = args.disk_request(pool, image, None, None, need_size=False, allow_count=False,
                                     usage=ATTACH_USAGE)
+        if request.size:
+            raise CommandError(f"attach registers an existing image with its own size; give no size. "
+                               f"Usage: {ATTACH_USAGE}")
         if wwn:
             args._check(validation.check_wwn, wwn)
         if backstore:
