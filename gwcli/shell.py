@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import sys
 import threading
 import traceback
@@ -229,6 +230,9 @@ class GatewayMonitor:
     def _run(self) -> None:
         from gwcli.nodes.gateways import check_gateways
 
+        # Ctrl-C must reach the main thread while it waits in readline: a SIGINT the kernel
+        # hands to this thread would only be noticed at the next key press.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         while not self.stop_event.wait(self.interval):
             try:
                 line, healthy = check_gateways(self.root)
