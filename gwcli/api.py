@@ -34,8 +34,8 @@ class GatewayApi:
         return body
 
     def disk(self, name: str) -> dict[str, Any]:
-        """ceph-iscsi's disk dict plus ``status``; extension fields: ``size``, ``features``,
-        ``snapshots``, ``qos``, ``parent``, ``data_pool``."""
+        """ceph-iscsi's disk dict plus ``status``; *extension* ``image_info``: size, features,
+        snapshots, qos, parent, data_pool (null when the RBD image is missing)."""
         body = self.client.get(f"disk/{path_part(name)}")
         return body if isinstance(body, dict) else {}
 
@@ -97,21 +97,22 @@ class GatewayApi:
     def unmap_lun(self, iqn: str, disk: str) -> ChangeReport:
         return self.client.delete(f"targetlun/{path_part(iqn)}", {"disk": disk})
 
-    def move_owner(self, iqn: str, disk: str, owner: str, progress: Progress = None) -> ChangeReport:
+    def move_owner(self, disk: str, owner: str) -> ChangeReport:
         """*extension*: make ``owner`` the Active/Optimized gateway of a mapped disk."""
-        return self.client.put(f"targetlun/{path_part(iqn)}",
-                               {"mode": "owner", "disk": disk, "owner": owner}, progress)
+        return self.client.put(f"disk/{path_part(disk)}", {"mode": "owner", "owner": owner})
 
     # ---- disks ------------------------------------------------------------------------------
     def create_disk(self, pool: str, image: str, *, size: str | None = None, count: int = 1,
                     backstore: str | None = None, wwn: str | None = None, create_image: bool = True,
-                    clone: str | None = None, data_pool: str | None = None,
+                    clone: str | None = None, flatten: bool = False, data_pool: str | None = None,
                     progress: Progress = None) -> ChangeReport:
+        """ceph-iscsi's create; *extensions*: ``clone`` (pool/image@snap), ``flatten`` (copy
+        the clone's data now), ``data_pool`` (an erasure-coded pool for the data)."""
         return self.client.put(f"disk/{path_part(pool)}/{path_part(image)}",
                                {"mode": "create", "pool": pool, "size": size,
                                 "count": count if count != 1 else None, "backstore": backstore,
                                 "wwn": wwn, "create_image": create_image, "clone": clone,
-                                "data_pool": data_pool}, progress)
+                                "flatten": True if flatten else None, "data_pool": data_pool}, progress)
 
     def resize_disk(self, name: str, size: str, progress: Progress = None) -> ChangeReport:
         return self.client.put(f"disk/{path_part(name)}", {"mode": "resize", "size": size}, progress)
@@ -121,10 +122,9 @@ class GatewayApi:
                                {"mode": "reconfigure", "controls": dict(controls)})
 
     def set_qos(self, name: str, qos: Mapping[str, Any]) -> ChangeReport:
-        """*extension*: per-disk QoS, librbd ``rbd_qos_<name>`` sent as ``qos_<name>`` fields
-        (``iops_limit``, ``bps_burst``...; 0 removes a setting)."""
-        return self.client.put(f"disk/{path_part(name)}",
-                               {"mode": "qos", **{f"qos_{k}": v for k, v in qos.items()}})
+        """*extension*: per-disk QoS, librbd ``rbd_qos_<name>`` (``iops_limit``, ``bps_burst``...;
+        an empty value removes a setting), sent as a reconfigure with a ``qos`` JSON object."""
+        return self.client.put(f"disk/{path_part(name)}", {"mode": "reconfigure", "qos": dict(qos)})
 
     def delete_disk(self, name: str, preserve_image: bool, progress: Progress = None) -> ChangeReport:
         return self.client.delete(f"disk/{path_part(name)}", {"preserve_image": preserve_image},

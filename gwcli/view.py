@@ -157,6 +157,14 @@ def parse_disk(name: str, config: Mapping[str, Any], detail: Mapping[str, Any] |
         return disk
     if detail is None:
         return disk
+    status = _dict(detail.get("status"))
+    disk.state = str(status.get("state") or detail.get("state") or "Unknown")
+    disk.lock_owner = str(status.get("lock_owner") or "Unknown")
+    if "image_info" in detail:  # the API's image facts; null when the RBD image is gone
+        if not isinstance(detail["image_info"], Mapping):
+            disk.exists = False
+            return disk
+        detail = {**detail, **detail["image_info"]}
     disk.size = _int(detail.get("size"))
     disk.features = feature_names(detail.get("features"))
     for snap in detail.get("snapshots") or []:
@@ -164,9 +172,6 @@ def parse_disk(name: str, config: Mapping[str, Any], detail: Mapping[str, Any] |
             disk.snapshots.append((str(snap.get("name", "")), _int(snap.get("size"))))
         else:
             disk.snapshots.append((str(snap), None))
-    status = _dict(detail.get("status"))
-    disk.state = str(status.get("state") or detail.get("state") or "Unknown")
-    disk.lock_owner = str(status.get("lock_owner") or "Unknown")
     if detail.get("exists") is False:
         disk.exists = False
     disk.qos = _dict(detail.get("qos"))

@@ -151,19 +151,19 @@ class FakeApi:
         return 200, export_document(self.cfg)
 
     def _get_disk(self, rest, form):
+        """ceph-iscsi's disk dict, ``status``, and ``image_info`` (null: the image is gone)."""
         name = "/".join(rest)
-        disk = self.cfg.disks.get(name)
-        if disk is None:
-            raise NotFound(f"rbd image {name} not found")
-        image = self.images.get(name)
-        if image is None:
-            return 404, {"message": f"rbd image {name} not found"}
+        if name not in self.cfg.disks:
+            raise NotFound(f"rbd image {name} not found in the configuration")
         body = export_document(self.cfg)["disks"][name]
-        body.update({"size": image.size, "features": image.features,
-                     "snapshots": [{"name": n, "size": s} for n, s in image.snapshots.items()],
-                     "qos": dict(image.qos),
-                     "status": {"state": image.state,
-                                "lock_owner": image.lock_owner or body.get("owner", "")}})
+        image = self.images.get(name)
+        mapped = self.cfg.target_of_disk(name) is not None
+        body["status"] = {"state": image.state if image and mapped else "Unmapped" if image else "Unknown",
+                          "lock_owner": (image.lock_owner or body.get("owner", "")) if image else ""}
+        body["image_info"] = None if image is None else {
+            "size": image.size, "features": image.features,
+            "snapshots": [{"name": n, "size": s, "protected": False} for n, s in image.snapshots.items()],
+            "qos": dict(image.qos), "data_pool": None, "parent": None}
         return 200, body
 
     def _get_status(self, rest, form):
@@ -229,9 +229,6 @@ class FakeApi:
     # ---- LUNs and disks -----------------------------------------------------------------------
     def _put_targetlun(self, rest, form):
         iqn = rest[0]
-        if form.get("mode") == "owner":
-            ops.set_lun_owner(self.cfg, iqn, form["disk"], form["owner"])
-            return self._report("owner moved", [iqn])
         ops.map_lun(self.cfg, iqn, form.get("disk", ""), form.get("lun_id") or None)
         return self._report("Target LUN mapping updated successfully", [iqn])
 
@@ -268,15 +265,19 @@ class FakeApi:
             self.images[name].size = size
         elif mode == "reconfigure":
             ops.set_disk_controls(self.cfg, name, json.loads(form.get("controls") or "{}"))
-        elif mode == "qos":
-            for key, value in form.items():
-                if key.startswith("qos_"):
-                    if value in ("", "0"):
-                        self.images[name].qos.pop(key[4:], None)
-                    else:
-                        self.images[name].qos[key[4:]] = int(value)
+            for key, value in json.loads(form.get("qos") or "{}").items():
+                if value in ("", None, 0):
+                    self.images[name].qos.pop(key, None)
+                else:
+                    self.images[name].qos[key] = int(value)
+        elif mode == "owner":
+            target = self.cfg.target_of_disk(name)
+            if target is None:
+                raise ValidationError(f"disk {name} is not mapped to a target; map it first", "disk")
+            ops.set_lun_owner(self.cfg, target.iqn, name, form.get("owner", ""))
         else:
-            raise ValidationError(f"mode must be create, resize, reconfigure or qos, got {mode!r}", "mode")
+            raise ValidationError(f"disk operation mode {mode!r} is invalid; use create, resize, reconfigure "
+                                  "or owner", "mode")
         target = self.cfg.target_of_disk(name)
         return self._report("disk updated", [target.iqn] if target else None)
 

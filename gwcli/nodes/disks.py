@@ -13,7 +13,7 @@ from gwcli.nodes.base import UIGroup, UINode
 from gwcli.view import DiskView
 
 CREATE_USAGE = ("create pool=<pool> image=<image> size=<N[M|G|T]> [count=<n>] [wwn=<serial>] "
-                "[clone=<pool>/<image>@<snap>] [data_pool=<ec pool>], "
+                "[clone=<pool>/<image>@<snap> [flatten=true]] [data_pool=<ec pool>], "
                 "or create <pool>/<image> <size> [<count>]")
 ATTACH_USAGE = "attach pool=<pool> image=<image> [wwn=<serial>], or attach <pool>/<image>"
 
@@ -91,7 +91,7 @@ class Disks(UIGroup):
         return f"{human_size(sum(d.size or 0 for d in disks))}, Disks: {len(disks)}", None
 
     def ui_command_create(self, pool=None, image=None, size=None, backstore=None, wwn=None, count=None,
-                          clone=None, data_pool=None) -> None:
+                          clone=None, flatten=None, data_pool=None) -> None:
         """
         Create an RBD image and register it as a disk (a clone of a snapshot with clone=).
 
@@ -103,9 +103,13 @@ class Disks(UIGroup):
         wwn ....... unit serial to use instead of a generated one
         clone ..... <pool>/<image>@<snapshot>: the new image is a clone of that snapshot
                     (size optional, at least the snapshot's)
+        flatten ... true: copy the clone's data now, so it no longer depends on the snapshot
         data_pool . an erasure coded pool for the image's data (the image stays in pool)
         """
         request = args.disk_request(pool, image, size, count, clone, usage=CREATE_USAGE)
+        flat = args.parse_bool(flatten, "flatten")
+        if flat and not request.clone:
+            raise CommandError("flatten applies to clones only: give clone=<pool>/<image>@<snapshot>")
         if wwn:
             args._check(validation.check_wwn, wwn)
             if request.count > 1:
@@ -120,7 +124,7 @@ class Disks(UIGroup):
         check_pool(self, request.pool, data_pool)
         self.change(lambda: self.api.create_disk(request.pool, request.image, size=request.size,
                                                  count=request.count, backstore=backstore, wwn=wwn,
-                                                 clone=request.clone, data_pool=data_pool,
+                                                 clone=request.clone, flatten=flat, data_pool=data_pool,
                                                  progress=self.progress))
 
     def ui_command_attach(self, pool=None, image=None, backstore=None, wwn=None) -> None:

@@ -267,4 +267,4 @@ class TargetDisk(UINode):
             raise CommandError(f"Gateway {name} does not serve target {target.target_iqn}")
         if name == self.owner:
             raise CommandError(f"{name} already owns {self.name}")
-        self.change(lambda: self.api.move_owner(target.target_iqn, self.name, name, self.progress))
+        self.change(lambda: self.api.move_owner(self.name, name))

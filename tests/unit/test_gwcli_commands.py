@@ -31,7 +31,7 @@ class Req:
             return False
         for key, value in self.form.items():
             got = recorded.form.get(key)
-            if key == "controls":
+            if key in ("controls", "qos"):
                 got = json.loads(got) if got else None
             if got != value:
                 return False
@@ -73,6 +73,9 @@ CASES = [
     ("/disks", "create rbd/c1 clone=rbd/disk_1@before-upgrade",
       [put("disk/rbd/c1", clone="rbd/disk_1@before-upgrade")]),
     ("/disks", "create pool=rbd image=e1 size=1G data_pool=ec", [put("disk/rbd/e1", data_pool="ec")]),
+    ("/disks", "create rbd/c1 clone=rbd/disk_1@before-upgrade flatten=true",
+     [put("disk/rbd/c1", clone="rbd/disk_1@before-upgrade", flatten="true")]),
+    ("/disks", "create rbd/c1 1G flatten=true", Err("flatten applies to clones only")),
     ("/disks", "create rbd/d1", Err("size is required to create a new image")),
     ("/disks", "create pool=rbd size=1G", Err("pool and image are required. Usage: create pool=<pool>")),
     ("/disks", "create rbd/d1 10X",
@@ -114,13 +117,13 @@ CASES = [
     ("/disks", "reconfigure rbd/disk_1 qfull_timeout 601",
       Err("qfull_timeout: 601 is out of range, allowed 0..600")),
     ("/disks", "qos rbd/disk_1 iops=500 bps=10M",
-     [put("disk/rbd/disk_1", mode="qos", qos_iops_limit="500", qos_bps_limit=str(10 << 20))]),
-    ("/disks", "qos rbd/disk_1 iops=", [put("disk/rbd/disk_1", mode="qos", qos_iops_limit="")]),
+     [put("disk/rbd/disk_1", mode="reconfigure", qos={"iops_limit": 500, "bps_limit": 10 << 20})]),
+    ("/disks", "qos rbd/disk_1 iops=", [put("disk/rbd/disk_1", mode="reconfigure", qos={"iops_limit": ""})]),
     ("/disks", "qos rbd/disk_1 iops=10M",
       Err("iops must be a whole number of operations per second, got '10M'")),
     ("/disks", "qos rbd/disk_1 speed=1", Err("unknown QoS setting 'speed'")),
     ("/disks/rbd/disk_1", "qos write_bps_burst=1G iops_burst_seconds=5",
-     [put("disk/rbd/disk_1", qos_write_bps_burst=str(1 << 30), qos_iops_burst_seconds="5")]),
+     [put("disk/rbd/disk_1", qos={"write_bps_burst": 1 << 30, "iops_burst_seconds": 5})]),
     ("/disks/rbd/disk_1", "qos iops_burst_seconds=0", Err("iops_burst_seconds must be at least 1 second")),
     ("/disks/rbd/disk_1", "resize 2G", [put("disk/rbd/disk_1", mode="resize", size="2G")]),
     ("/disks/rbd/disk_1", "resize 2", Err("size must be a whole number followed by M, G or T")),
@@ -188,12 +191,12 @@ CASES = [
     (f"{TP}/disks", "delete rbd/gone", Err("Disk 'rbd/gone' is not mapped to this target")),
     (f"{TP}/disks", "delete rbd/disk_1", Refused(f"disk rbd/disk_1 is mapped to client(s) {RH7}")),
     (f"{TP}/disks", "owner rbd/disk_1 gw2.example.com",
-     [put(f"targetlun/{T}", mode="owner", disk="rbd/disk_1", owner="gw2.example.com")]),
+     [put("disk/rbd/disk_1", mode="owner", owner="gw2.example.com")]),
     (f"{TP}/disks", "owner rbd/disk_1 gw1.example.com", Err("gw1.example.com already owns rbd/disk_1")),
     (f"{TP}/disks", "owner rbd/disk_1 gw9.example.com",
       Err(f"Gateway gw9.example.com does not serve target {T}")),
     (f"{TP}/disks/rbd/disk_1", "owner gw2.example.com",
-      [put(f"targetlun/{T}", mode="owner", disk="rbd/disk_1")]),
+      [put("disk/rbd/disk_1", mode="owner", owner="gw2.example.com")]),
     # ---- gateways --------------------------------------------------------------------------
     (f"{TP}/gateways", "create gw3.example.com 192.168.100.203",
      [put(f"gateway/{T}/gw3.example.com", ip_address="192.168.100.203", nosync="false", skipchecks="false")]),
