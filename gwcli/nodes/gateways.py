@@ -184,7 +184,8 @@ class Gateway(UINode):
         if gw.applied_version is not None:
             out["applied_version"] = gw.applied_version
         if gw.heartbeat_age is not None:
-            out["heartbeat"] = f"{gw.heartbeat_age:.0f}s ago"
+            # a gateway that stopped cleanly reports heartbeat 0 (the epoch)
+            out["heartbeat"] = "stopped" if gw.heartbeat_age > 1e8 else f"{gw.heartbeat_age:.0f}s ago"
         if gw.health:
             out["health"] = gw.health
         if gw.message:
