@@ -145,7 +145,7 @@ class GatewayShell(ConfigShell):
         """Run one command; print a failure instead of raising.  True when it succeeded."""
         self._scrub_history()
         try:
-            super().run_cmdline(cmdline)
+            super().run_cmdline(self.child_as_path(cmdline))
             return True
         except KeyboardInterrupt:
             raise
@@ -155,6 +155,25 @@ class GatewayShell(ConfigShell):
             return False
         finally:
             self._reattach()
+
+    def child_as_path(self, cmdline: str) -> str:
+        """``gateways create ...`` typed in a target means ``gateways/ create ...``.
+
+        configshell only takes a word with a ``/`` as a path; a first word that names a child
+        of the current node (and is not one of its commands) is taken as that child's path,
+        as the seed's walkthrough types it.
+        """
+        first, sep, rest = cmdline.strip().partition(" ")
+        node = self._current_node
+        if not first or "/" in first or first.startswith("@") or node is None:
+            return cmdline
+        if first in node.list_commands():
+            return cmdline
+        try:
+            node.get_child(first)  # "lun0" finds "lun 0"
+        except ValueError:
+            return cmdline
+        return f"{first}/{sep}{rest}"
 
     def describe(self, e: Exception) -> str:
         if isinstance(e, ApiError):

@@ -482,3 +482,20 @@ def test_view_without_status_or_cluster_endpoints_still_loads(make_harness):
     ok, out, _ = h.run("ls /")
     assert ok
     assert "[UNKNOWN]" in out and "(UNKNOWN)]" in out and "[Up: 0/2, Portals: 2]" in out
+
+
+def test_a_child_name_first_runs_the_command_in_that_child(make_harness):
+    """The seed's ``gateways create ...`` typed in a target: the child's name acts as a path."""
+    h = make_harness()
+    h.run(f"cd {TP}")
+    ok, _, err = h.run("disks add rbd/gone")
+    assert ok, err
+    assert [(r.method, r.path) for r in h.fake.changes()] == [("PUT", f"/api/targetlun/{T}")]
+    assert h.cwd == TP
+    ok, out, _ = h.run("info")  # a command of the node itself still wins
+    assert ok and out.startswith("Target Iqn")
+    h.run(f"cd {TP}/hosts/{RH7}")
+    ok, out, _ = h.run("lun0 info")
+    assert ok and "Rbd Name .. rbd/disk_1" in out
+    ok, _, err = h.run("nosuchchild info")
+    assert not ok and "Command not found nosuchchild" in err

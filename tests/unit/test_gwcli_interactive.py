@@ -69,22 +69,24 @@ def empty_api():
 
 
 def test_seed_walkthrough_in_a_terminal(empty_api, tmp_path):
+    """The seed's session as the issue writes it: gateways, disk and host created from the
+    target with relative paths and an absolute one."""
     s = Session(empty_api, tmp_path)
+    tp = f"/iscsi-targets/{TARGET}"
     try:
         s.expect_prompt("/")
         s.type("cd /iscsi-targets", "/iscsi-targets")
         assert s.type(f"create {TARGET}").strip() == "ok"
-        s.type(f"cd {TARGET}/gateways", f"/iscsi-targets/{TARGET}/gateways")
-        out = s.type("create ceph-gw-1 10.172.19.21")
+        s.type(f"cd {TARGET}", tp)
+        out = s.type("gateways create ceph-gw-1 10.172.19.21")
         assert "Adding gateway, sync'ing 0 disk(s) and 0 client(s)" in out and out.strip().endswith("ok")
-        assert s.type("create ceph-gw-2 10.172.19.22").strip().endswith("ok")
-        s.type("cd /disks", "/disks")
-        assert s.type("create pool=rbd image=disk_1 size=90G").strip() == "ok"
-        s.type(f"cd /iscsi-targets/{TARGET}/hosts", f"/iscsi-targets/{TARGET}/hosts")
+        assert s.type("gateways create ceph-gw-2 10.172.19.22").strip().endswith("ok")
+        assert s.type("/disks create pool=rbd image=disk_1 size=90G").strip() == "ok"
         # creating a host takes the operator into it
-        assert s.type(f"create {CLIENT}", f"/iscsi-targets/{TARGET}/hosts/{CLIENT}").strip() == "ok"
+        assert s.type(f"hosts create {CLIENT}", f"{tp}/hosts/{CLIENT}").strip() == "ok"
         assert s.type("auth username=myiscsiusername password=myiscsipassword").strip() == "ok"
         assert s.type("disk add rbd/disk_1").strip() == "ok"
+        assert "Lun Id   .. 0" in s.type("lun0 info")
         tree = s.type("ls /")
         assert re.search(r"o- ceph-gw-1 \.+ \[10\.172\.19\.21 \(UP\)\]", tree)
         assert re.search(rf"o- {re.escape(CLIENT)} \.+ \[Auth: CHAP, Disks: 1\(90G\)\]", tree)
