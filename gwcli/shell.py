@@ -60,7 +60,8 @@ class GatewayConsole(Console):
         return width if width else super().get_width()
 
     def render_text(self, text, fgcolor=None, bgcolor=None, styles=None, open_end=False, todefault=False):
-        if not self.__dict__.get("_gw_color") or not (fgcolor or bgcolor or styles):
+        if not (fgcolor or bgcolor or styles) or not self.__dict__.get("_gw_color") \
+                or self.prefs["color_mode"] is False:  # 'set global color_mode=false' in the shell
             return text
         prefix = "".join(f"\033[{_STYLE[s]}m" for s in reversed(styles or []))
         if bgcolor is not None:

@@ -22,6 +22,8 @@ import urllib3
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 DEFAULT_TIMEOUT = 120.0
+# A change waits for the gateways (apply_timeout) and may do RBD work before answering.
+CHANGE_TIMEOUT = 600.0
 TASK_POLL_INTERVAL = 0.5
 # A long operation (image create, rollback...) answers 202 after this many seconds and is
 # then followed at /api/tasks/<id>, so gwcli can show its progress.
@@ -150,7 +152,7 @@ class ApiClient:
         """
         if progress is not None:
             data = {**(data or {}), "wait": TASK_WAIT}
-        response = self.request(method, path, data=data)
+        response = self.request(method, path, data=data, timeout=max(self.timeout, CHANGE_TIMEOUT))
         self._raise_for(response)
         body = _json(response)
         task = _task_ref(response, body)
