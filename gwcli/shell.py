@@ -100,7 +100,7 @@ class GatewayShell(ConfigShell):
             self.log.debug = lambda msg: None
         self.color = color
         self.debug = debug
-        self.failed = False
+        self.progress_shown = False
         self.print_lock = threading.Lock()
         # Old ceph-iscsi prefs may hold values configshell no longer accepts; and no log file:
         # command lines carry CHAP secrets.
@@ -116,6 +116,9 @@ class GatewayShell(ConfigShell):
         if fg is not None:
             text = self.con.render_text(text, fg, styles=["bold"] if bold else None)
         with self.print_lock:
+            if self.progress_shown:  # erase the progress line before writing below it
+                self.con.raw_write("\r\033[K", self.con._stdout)
+                self.progress_shown = False
             self.con.raw_write(text + "\n", self.con._stderr if error else self.con._stdout)
 
     def out(self, text: str) -> None:
@@ -140,6 +143,7 @@ class GatewayShell(ConfigShell):
         if getattr(stdout, "isatty", lambda: False)():
             with self.print_lock:
                 self.con.raw_write("\r" + self.con.render_text(text, "green") + "\033[K", stdout)
+                self.progress_shown = True
 
     # ---- commands --------------------------------------------------------------------------
     def run_cmdline(self, cmdline: str) -> bool:
@@ -151,7 +155,6 @@ class GatewayShell(ConfigShell):
         except KeyboardInterrupt:
             raise
         except Exception as e:  # every failure is reported, none ends the shell
-            self.failed = True
             self.error(self.describe(e))
             return False
         finally:

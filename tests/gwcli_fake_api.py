@@ -59,6 +59,10 @@ class FakeApi:
         self.status_available = True
         self.requests: list[Recorded] = []
         self.fail_next: tuple[int, str] | None = None
+        # With tasks on, a change sent with ``wait`` answers 202 and is followed at
+        # /api/tasks/<id>: one "running" poll, then the change's own answer.
+        self.tasks_on = False
+        self.tasks: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
         self.version = 1
@@ -120,14 +124,36 @@ class FakeApi:
             parts = path.strip("/").split("/")
             if parts[:1] != ["api"] or len(parts) < 2:
                 return 404, {"message": f"no such endpoint {path}"}
-            try:
-                return self._route(method, parts[1], parts[2:], form)
-            except NotFound as e:
-                return 404, {"message": e.message}
-            except AlreadyExists as e:
-                return 409, {"message": e.message}
-            except ValidationError as e:
-                return 400, {"message": e.message}
+            if method == "GET" and parts[1] == "tasks":
+                return self._poll_task(parts[2])
+            status, body = self._answer(method, parts, form)
+            if self.tasks_on and method != "GET" and "wait" in form:
+                task_id = f"{len(self.tasks) + 1}-fake"
+                self.tasks[task_id] = {"polls": 0, "status": status, "result": body}
+                task = {"id": task_id, "url": f"/api/tasks/{task_id}", "state": "running", "progress": 0.0}
+                return 202, {"message": "still running", "task": task}
+            return status, body
+
+    def _answer(self, method: str, parts: list[str], form: dict[str, str]) -> tuple[int, Any]:
+        try:
+            return self._route(method, parts[1], parts[2:], form)
+        except NotFound as e:
+            return 404, {"message": e.message}
+        except AlreadyExists as e:
+            return 409, {"message": e.message}
+        except ValidationError as e:
+            return 400, {"message": e.message}
+
+    def _poll_task(self, task_id: str) -> tuple[int, Any]:
+        task = self.tasks.get(task_id)
+        if task is None:
+            return 404, {"message": f"task {task_id} is not known"}
+        task["polls"] += 1
+        if task["polls"] == 1:
+            return 200, {"id": task_id, "state": "running", "progress": 0.5, "message": "working"}
+        state = "done" if task["status"] < 400 else "failed"
+        return 200, {"id": task_id, "state": state, "progress": 1.0, "status": task["status"],
+                     "message": task["result"].get("message", ""), "result": task["result"]}
 
     def _report(self, message: str, iqns: list[str] | None = None,
                 everywhere: bool = False) -> tuple[int, Any]:

@@ -121,12 +121,12 @@ class UICommon(ConfigNode):
             report = call()
         except ApiError as e:
             if refresh:
-                self.ui_root.refresh(quiet=True)
+                self.ui_root.refresh()
             raise CommandError(f"{failure}{e.message}") from None
         for warning in report.warnings():
             self.gw_shell.warn(warning)
         if refresh:
-            self.ui_root.refresh(quiet=True)
+            self.ui_root.refresh()
         if not quiet:
             self.gw_shell.ok(report.outcome())
         return report

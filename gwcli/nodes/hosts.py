@@ -96,7 +96,7 @@ class Clients(UIGroup):
         for iqn in clients:
             self.change(lambda iqn=iqn: self.api.client_auth(target_iqn, iqn, nochap),
                         f"clearing CHAP of {iqn} failed: ", refresh=False, quiet=True)
-        self.ui_root.refresh(quiet=True)
+        self.ui_root.refresh()
         self.gw_shell.ok("ok")
 
 

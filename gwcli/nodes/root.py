@@ -41,7 +41,6 @@ class GatewayRoot(UICommon):
         self.threads = threads
         self._view: View | None = None
         self.lock = threading.RLock()
-        self.generation = 0
 
     # The root is its own ui_root; these shortcuts avoid walking up.
     @property
@@ -58,7 +57,7 @@ class GatewayRoot(UICommon):
             raise CommandError("the configuration has not been loaded")
         return self._view
 
-    def refresh(self, quiet: bool = False) -> None:
+    def refresh(self) -> None:
         """Re-read everything from the API and rebuild the tree below ``/``."""
         view = load(self.api, self.settings.cluster_name, self.threads)
         with self.lock:
@@ -68,7 +67,6 @@ class GatewayRoot(UICommon):
             CephGroup(self)
             Disks(self)
             ISCSITargets(self)
-            self.generation += 1
 
     def set_gateways(self, gateways: dict) -> None:
         """Replace the gateway liveness (the background check calls this)."""

@@ -82,7 +82,7 @@ class ISCSITargets(UIGroup):
         for name in ("gateways", "hosts", "host-groups"):
             bookmarks.pop(name, None)
         self.shell.prefs.save()
-        self.ui_root.refresh(quiet=True)
+        self.ui_root.refresh()
         self.gw_shell.ok("ok")
 
     def ui_command_discovery_auth(self, username=None, password=None, mutual_username=None,

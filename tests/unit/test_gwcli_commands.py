@@ -499,3 +499,21 @@ def test_a_child_name_first_runs_the_command_in_that_child(make_harness):
     assert ok and "Rbd Name .. rbd/disk_1" in out
     ok, _, err = h.run("nosuchchild info")
     assert not ok and "Command not found nosuchchild" in err
+
+
+def test_long_operation_is_followed_until_done(make_harness):
+    h = make_harness()
+    h.fake.tasks_on = True
+    ok, out, err = h.run(f"{TP}/hosts/{RH7} disk add rbd/new 5G")
+    assert ok, err
+    polls = [r.path for r in h.fake.requests if r.path.startswith("/api/tasks/")]
+    assert polls == ["/api/tasks/1-fake", "/api/tasks/1-fake"]  # running, then done
+    assert "rbd/new" in h.fake.cfg.disks and out.strip().splitlines()[-1].startswith("ok")
+
+
+def test_failed_long_operation_reports_the_task_message(make_harness):
+    h = make_harness()
+    h.fake.tasks_on = True
+    h.fake.images["rbd/disk_1"].snapshots.clear()
+    ok, _, err = h.run("/disks delete rbd/disk_1")
+    assert not ok and "disk rbd/disk_1 is in use by target" in err
