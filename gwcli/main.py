@@ -47,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
 
 def api_url(opts: argparse.Namespace, cfg: settings.Settings) -> str:
     if opts.api:
-        return opts.api
+        return opts.api if "://" in opts.api else f"http://{opts.api}"
     scheme = "https" if cfg.api_secure else "http"
     return f"{scheme}://localhost:{cfg.api_port}"
 

@@ -91,6 +91,11 @@ def test_unreachable_api_exits_3(cfg, capsys):
     assert f"Unable to contact the local API endpoint (http://127.0.8.1:{port}/api)" in err
 
 
+def test_api_without_scheme_means_http(fake, cfg, capsys):
+    code, out, _ = run(capsys, "--cfg", cfg, "--api", fake.url.removeprefix("http://"), "ls", "/disks", "1")
+    assert code == 0 and "[14.5G, Disks: 5]" in out
+
+
 def test_wrong_credentials_exit_3_with_the_api_message(fake, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GWCLI_PREFS_DIR", str(tmp_path / "prefs"))
     path = tmp_path / "bad.cfg"

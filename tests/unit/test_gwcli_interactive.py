@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from pathlib import Path
 
 import pexpect
@@ -121,8 +122,12 @@ def test_terminal_session_shows_reachability_colours_and_pending_changes(tmp_pat
         assert out.strip() == "ok (pending on gw2.example.com: down)"
         err = s.type("/disks create rbd/x 10X")
         assert "size must be a whole number followed by M, G or T (e.g. 10G), got '10X'" in err
-        # Ctrl-C abandons the line being typed, not the shell
+        # Ctrl-C abandons the line being typed, not the shell.  As a person would, press it
+        # once the typed text is echoed: CPython's readline only notices a SIGINT while it
+        # waits for input.
         s.child.send("ls /clus")
+        s.child.expect_exact("ls /clus")
+        time.sleep(0.2)
         s.child.sendintr()
         s.expect_prompt()
         assert s.type("pwd").strip() == "/"
