@@ -1,0 +1,1 @@
+"""The gwcli tree: one module per level (root, cluster, disks, targets, gateways, hosts, groups)."""
