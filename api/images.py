@@ -204,6 +204,55 @@ class ImageService:
             raise ValidationError(f"pool {pool!r} is erasure-coded; images need a replicated pool (pass "
                                   f"the erasure-coded pool as data_pool)", "pool")
 
+    def _mon(self, prefix: str, **args: Any) -> Any:
+        import json
+
+        try:
+            ret, out, err = self.cluster.mon_command(json.dumps({"prefix": prefix, "format": "json", **args}),
+                                                     b"", timeout=30)
+        except rados.Error as e:
+            raise rbd_failure(e, prefix) from None
+        if ret != 0:
+            raise StoreError(f"{prefix}: {err or ret}")
+        return json.loads(out or b"null")
+
+    def cluster_facts(self) -> dict[str, Any]:
+        """What gwcli's /cluster node shows: health, daemons, capacity, pools."""
+        status = self._mon("status")
+        df = self._mon("df")
+        osdmap = status.get("osdmap", {})
+        osdmap = osdmap.get("osdmap", osdmap)      # older releases nest it once more
+        used = {p["name"]: p.get("stats", {}) for p in df.get("pools", [])}
+        pools: dict[str, Any] = {}
+        profiles: dict[str, dict[str, Any]] = {}
+        for entry in self._mon("osd pool ls", detail="detail"):
+            name = entry["pool_name"]
+            info = {"type": "erasure" if entry.get("type") == 3 else "replicated", "size": entry.get("size"),
+                    "max_avail": used.get(name, {}).get("max_avail"),
+                    "used_bytes": used.get(name, {}).get("bytes_used")}
+            if info["type"] == "erasure":
+                prof = entry.get("erasure_code_profile", "")
+                if prof not in profiles:
+                    profiles[prof] = self._mon("osd erasure-code-profile get", name=prof) or {}
+                info["k"], info["m"] = int(profiles[prof].get("k", 0)), int(profiles[prof].get("m", 0))
+            pools[name] = info
+        version = self._mon("version")
+        return {
+            "name": self.cluster.conf_get("cluster") or "ceph",
+            "fsid": status.get("fsid"),
+            "version": version.get("version", "") if isinstance(version, dict) else str(version),
+            "health": {"status": status.get("health", {}).get("status", "UNKNOWN"),
+                       "checks": {k: v.get("summary", {}).get("message", "")
+                                  for k, v in status.get("health", {}).get("checks", {}).items()}},
+            "mons": {"total": status.get("monmap", {}).get("num_mons",
+                                                           len(status.get("quorum_names", []))),
+                     "quorum": status.get("quorum_names", [])},
+            "osds": {"total": osdmap.get("num_osds", 0), "up": osdmap.get("num_up_osds", 0),
+                     "in": osdmap.get("num_in_osds", 0)},
+            "raw_bytes": df.get("stats", {}).get("total_bytes"),
+            "pools": pools,
+        }
+
     def _pool_detail(self, pool: str) -> dict[str, Any] | None:
         import json
 

@@ -90,6 +90,19 @@ def _limits(table: dict[str, settings_mod.Setting]) -> dict[str, Any]:
     return out
 
 
+@route("/api/cluster", ["GET"])
+def get_cluster():
+    """The Ceph cluster behind this gateway: health, daemons, capacity and pools
+    Read by gwcli's /cluster node.
+    Example: curl --user admin:secret http://127.0.0.1:5000/api/cluster
+    """
+    c = ctx()
+    facts = c.images.cluster_facts()
+    facts["conf"] = c.settings.ceph_conf
+    facts["client_name"] = c.settings.cluster_client_name
+    return answer(facts)
+
+
 @route("/api/settings", ["GET"])
 def get_settings():
     """List settings: control defaults and limits, backstores, api_version

@@ -71,3 +71,13 @@ def test_status_reports_each_gateway(api_env):
     assert future["pending"] == [GW_A, GW_B]
     assert c.get("/api/status", params={"version": "-1"}).status_code == 400
     assert c.get("/api/status", params={"wait": "1e9"}).status_code == 400
+
+
+def test_cluster_reports_health_daemons_and_pools(api_env):
+    c = api_env.client.ok("GET", "/api/cluster")
+    assert c["health"]["status"].startswith("HEALTH_")
+    assert c["osds"] == {"total": 1, "up": 1, "in": 1}
+    assert c["mons"]["total"] == 1 and c["mons"]["quorum"] == ["a"]
+    assert c["pools"]["rbd"]["type"] == "replicated" and c["pools"]["rbd"]["size"] == 1
+    assert c["version"].startswith("ceph version 16.")
+    assert c["client_name"] == "client.admin" and c["conf"].endswith(".conf")
