@@ -66,14 +66,16 @@ def group_lun_id(target: Target, group: HostGroup, disk: str) -> int:
     return lowest_free(used, 0, MAX_LUN_ID, f"LUN id in host group {group.name}")
 
 
-def choose_owner(cfg: ClusterConfig, target: Target) -> str:
+def choose_owner(cfg: ClusterConfig, target: Target, exclude: Iterable[str] = ()) -> str:
     """The target's gateway owning the fewest LUNs cluster-wide; ties go to the lowest TPG tag.
 
     ceph-iscsi breaks ties by portal insertion order; the TPG tag is that order here.
+    ``exclude`` leaves gateways out (a gateway being drained).
     """
-    portals = target.portals_by_tag()
+    skip = set(exclude)
+    portals = [p for p in target.portals_by_tag() if p.gateway not in skip]
     if not portals:
-        raise ValidationError(f"target {target.iqn} has no gateways to own a LUN")
+        raise ValidationError(f"target {target.iqn} has no other gateway to own its LUNs", "gateway")
     counts = {p.gateway: 0 for p in portals}
     for t in cfg.targets.values():
         for lun in t.luns.values():
