@@ -62,8 +62,8 @@ def add_session(registry: TargetRegistry, initiator: str, tpgt: int) -> FakeLive
     tsih = registry._new_tsih()
     table = registry.targets[IQN].clients[initiator].luns
     nexus = Nexus(initiator, f"{initiator},i,0x1", IQN, f"{IQN},t,0x{tpgt:04x}", tpgt, tpgt)
-    registry.sessions[tsih] = SessionRecord(tsih, initiator, b"\x01" * 6, IQN, tpgt, ("127.0.0.1", 1), (), False,
-                                            nexus, table, live)
+    registry.sessions[tsih] = SessionRecord(tsih, initiator, b"\x01" * 6, IQN, tpgt, ("127.0.0.1", 1), (),
+                                            False, nexus, table, live)
     return live
 
 
@@ -202,8 +202,8 @@ def test_owner_is_optimized_everywhere_and_the_rtpg_data_is_identical_on_every_g
         await c.apply(cfg)
         models = [r.disks[DISK1].disk.alua for r in c.recs.values()]
         assert all(m == models[0] for m in models)
-        assert {g.group_id: g.state for g in models[0].groups} == {
-            1: AccessState.ACTIVE_OPTIMIZED, 2: AccessState.ACTIVE_NON_OPTIMIZED, 3: AccessState.ACTIVE_NON_OPTIMIZED}
+        ao, ano = AccessState.ACTIVE_OPTIMIZED, AccessState.ACTIVE_NON_OPTIMIZED
+        assert {g.group_id: g.state for g in models[0].groups} == {1: ao, 2: ano, 3: ano}
         assert len({m.rtpg(True) for m in models}) == 1
         await c.close()
     run(scenario())
