@@ -67,8 +67,7 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 VMTEST=${VMTEST:-/vmtest}
 . "$VMTEST/lib.sh"
 . "$VMTEST/env"
-vm_boot
-( set -e; . "$VMTEST/test.sh" )
+( set -e; vm_boot; . "$VMTEST/test.sh" )
 vm_finish $?
 """
 
@@ -161,9 +160,9 @@ class Guest:
     """One boot of the guest image running one test script.
 
     The run directory keeps ``serial.log`` (everything on the console), ``events.log``
-    (the report lines), ``initrd.img`` and ``share/`` (the 9p share; host signals are
-    ``share/signals/NAME``).  ``start`` arms a hard timeout that SIGKILLs qemu's process
-    group (qemu and its socat forwarders) by pid.
+    (the report lines), ``qemu.log``, ``initrd.img`` and ``share/`` (the 9p share; host
+    signals are ``share/signals/NAME``).  ``start`` arms a hard timeout that SIGKILLs
+    qemu by pid (and the socat forwarders it spawned).
     """
 
     def __init__(self, image: GuestImage, workdir: str | os.PathLike, *, memory_mb: int = 1024,
@@ -223,9 +222,9 @@ class Guest:
         return (f'/bin/sh -c "test -e {cut} || exec socat -lp {self._token}-fwd{index} - '
                 f'TCP:{f.host_ip}:{f.host_port}"')
 
-    def _forwarder_pids(self, index: int) -> list[int]:
-        """The socat processes carrying the live connections of forward ``index``."""
-        marker = f"{self._token}-fwd{index}".encode()
+    def forwarder_pids(self, fwd: PortalForward) -> list[int]:
+        """The socat processes carrying the live guest connections through ``fwd``."""
+        marker = f"{self._token}-fwd{self.forwards.index(fwd)}".encode()
         pids = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
@@ -245,9 +244,8 @@ class Guest:
         To the initiator this looks like the target process dying (connection closed,
         reconnects fail).  Returns how many live connections were dropped.
         """
-        index = self.forwards.index(fwd)
-        (self.dir / f"cut-{index}").touch()
-        pids = self._forwarder_pids(index)
+        (self.dir / f"cut-{self.forwards.index(fwd)}").touch()
+        pids = self.forwarder_pids(fwd)
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -328,14 +326,25 @@ class Guest:
         self.kill()
 
     def kill(self) -> None:
-        """SIGKILL qemu's process group (qemu and the socat forwarders it spawned)."""
-        if self.proc is None or self.proc.poll() is not None:
+        """SIGKILL qemu (its process group, by pid), then any socat forwarder it left.
+
+        slirp starts each forwarder in a session of its own, so they are found by the
+        run's marker on their command line; they would exit on EOF anyway.
+        """
+        if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=30)
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=30)
+        for fwd in self.forwards:
+            for pid in self.forwarder_pids(fwd):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def events(self) -> GuestEvents:
         """What the guest reported so far."""

@@ -62,10 +62,15 @@ echo o > /proc/sysrq-trigger
 
 BUILD_TIMEOUT = 900.0
 LOCK_TIMEOUT = 1200.0
+UNUSED_DAYS = 14
 
 
 class GuestImageError(RuntimeError):
     """The guest image could not be built or found."""
+
+
+class _StaleAptLists(GuestImageError):
+    """apt's lists name a kernel the archive no longer has (security updates rotate)."""
 
 
 @dataclass(frozen=True)
@@ -147,8 +152,21 @@ def apt_mirror(suite: str) -> str:
 
 
 def current_kernel_package() -> tuple[str, str]:
-    """(``linux-image-X-amd64``, version) that ``linux-image-amd64`` points at today."""
+    """(``linux-image-X-amd64``, version) that ``linux-image-amd64`` points at today.
+
+    ``GUEST_KERNEL_PACKAGE=linux-image-X-amd64`` pins the package (its candidate version).
+    """
+    pinned = os.environ.get("GUEST_KERNEL_PACKAGE")
     for attempt in range(2):
+        if pinned:
+            show = subprocess.run(["apt-cache", "show", "--no-all-versions", pinned], capture_output=True,
+                                  text=True, timeout=60).stdout
+            v = re.search(r"^Version: (\S+)", show, re.M)
+            if v:
+                return pinned, v.group(1)
+            if attempt == 0:
+                _apt_update()
+            continue
         out = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True,
                              text=True, timeout=60).stdout
         m = re.search(r"Depends: (linux-image-[0-9][^\s]*-amd64)\b", out)
@@ -159,8 +177,12 @@ def current_kernel_package() -> tuple[str, str]:
             if v:
                 return name, v.group(1)
         if attempt == 0:
-            _run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "update", "-qq"], timeout=600)
-    raise GuestImageError("apt-cache does not know linux-image-amd64")
+            _apt_update()
+    raise GuestImageError(f"apt-cache does not know {pinned or 'linux-image-amd64'}")
+
+
+def _apt_update() -> None:
+    _run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "update", "-qq"], timeout=600)
 
 
 def resolve_inputs() -> BuildInputs:
@@ -189,6 +211,7 @@ def ensure_image(*, force: bool = False, log: Callable[[str], None] | None = Non
     if not force:
         image = find_image(inputs)
         if image is not None:
+            _mark_used(image.directory)
             return image
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
@@ -199,7 +222,38 @@ def ensure_image(*, force: bool = False, log: Callable[[str], None] | None = Non
                 return image
         for stale in root.glob(".build-*"):   # leftovers of a killed build (we hold the lock)
             _remove_tree(stale)
-        return _build(inputs, root, log)
+        try:
+            return _build(inputs, root, log)
+        except _StaleAptLists as e:
+            log(f"{e}; updating apt lists and retrying")
+            _apt_update()
+            inputs = resolve_inputs()
+            image = None if force else find_image(inputs)
+            return image or _build(inputs, root, log)
+
+
+def _mark_used(directory: Path) -> None:
+    stamp = directory / "last-used"
+    try:
+        if time.time() - stamp.stat().st_mtime < 3600:
+            return
+    except FileNotFoundError:
+        pass
+    try:
+        stamp.touch()
+    except OSError:
+        pass   # a read-only cache is fine
+
+
+def _prune_unused(root: Path, keep: str) -> None:
+    """Drop images nobody used for UNUSED_DAYS (other branches may still use recent ones)."""
+    for entry in root.iterdir():
+        if not entry.is_dir() or entry.name.startswith(".") or entry.name == keep:
+            continue
+        stamp = entry / "last-used"
+        used = stamp.stat().st_mtime if stamp.exists() else entry.stat().st_mtime
+        if time.time() - used > UNUSED_DAYS * 86400:
+            _remove_tree(entry)
 
 
 class _locked:
@@ -251,18 +305,18 @@ def _build(inputs: BuildInputs, root: Path, log: Callable[[str], None]) -> Guest
     work.mkdir()
     t0 = time.monotonic()
     try:
+        log(f"kernel {inputs.kernel_package} {inputs.kernel_package_version}")
+        kdir = work / "kernel"
+        kernel_version, vmlinuz = _extract_kernel(inputs, work, kdir)
+        t_kernel = time.monotonic()
         rootfs = work / "root"
         log(f"debootstrap {inputs.suite} (+{','.join(inputs.packages)}) from {inputs.mirror}")
         _run(["debootstrap", "--variant=minbase", f"--include={','.join(inputs.packages)}",
               inputs.suite, str(rootfs), inputs.mirror], timeout=BUILD_TIMEOUT)
         if _mounts_under(rootfs):
             raise GuestImageError(f"debootstrap left mounts: {_mounts_under(rootfs)}")
-        t_boot = time.monotonic()
-        log(f"kernel {inputs.kernel_package} {inputs.kernel_package_version}")
-        kdir = work / "kernel"
-        kernel_version, vmlinuz = _extract_kernel(inputs, work, kdir)
         modules = _install_modules(kdir, rootfs, kernel_version, inputs.modules)
-        t_kernel = time.monotonic()
+        t_boot = time.monotonic()
         _prune(rootfs)
         _configure(rootfs)
         out = work / "out"
@@ -274,8 +328,8 @@ def _build(inputs: BuildInputs, root: Path, log: Callable[[str], None]) -> Guest
         manifest = {
             "key": key, "inputs": inputs.__dict__, "kernel_version": kernel_version,
             "modules": modules, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "seconds": {"debootstrap": round(t_boot - t0, 1), "kernel": round(t_kernel - t_boot, 1),
-                        "pack": round(t_pack - t_kernel, 1), "total": round(t_pack - t0, 1)},
+            "seconds": {"kernel": round(t_kernel - t0, 1), "debootstrap": round(t_boot - t_kernel, 1),
+                        "pack": round(t_pack - t_boot, 1), "total": round(t_pack - t0, 1)},
             "initramfs_bytes": (out / "initramfs.img").stat().st_size,
         }
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -283,6 +337,8 @@ def _build(inputs: BuildInputs, root: Path, log: Callable[[str], None]) -> Guest
         if final.exists():
             _remove_tree(final)
         out.rename(final)
+        _mark_used(final)
+        _prune_unused(root, key)
         log(f"built {final} in {t_pack - t0:.0f}s ({manifest['initramfs_bytes'] >> 20} MiB initramfs)")
         return GuestImage(final, key, kernel_version)
     finally:
@@ -292,8 +348,14 @@ def _build(inputs: BuildInputs, root: Path, log: Callable[[str], None]) -> Guest
 def _extract_kernel(inputs: BuildInputs, work: Path, kdir: Path) -> tuple[str, Path]:
     dl = work / "deb"
     dl.mkdir()
-    _run(["apt-get", "download", f"{inputs.kernel_package}={inputs.kernel_package_version}"],
-         cwd=dl, timeout=600)
+    try:
+        _run(["apt-get", "download", f"{inputs.kernel_package}={inputs.kernel_package_version}"],
+             cwd=dl, timeout=600)
+    except GuestImageError as e:
+        if "404" in str(e) or "Failed to fetch" in str(e):
+            raise _StaleAptLists(f"the archive no longer has {inputs.kernel_package} "
+                                 f"{inputs.kernel_package_version}") from e
+        raise
     debs = list(dl.glob("*.deb"))
     if len(debs) != 1:
         raise GuestImageError(f"apt-get download gave {debs}")

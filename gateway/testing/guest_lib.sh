@@ -1,7 +1,7 @@
 # Shell library of the system-test guest (POSIX sh: /bin/sh is dash in the guest).
 #
 # gateway.testing.guest puts this file at /vmtest/lib.sh; the generated /init sources it,
-# calls vm_boot, runs the test script in a subshell with `set -e` and ends with vm_finish.
+# runs vm_boot and the test script in a subshell with `set -e` and ends with vm_finish.
 #
 # Channels (file descriptors opened by vm_boot, inherited by everything):
 #   fd 3  events (second serial port, ttyS1 -> events.log on the host): the lines the host
@@ -16,6 +16,7 @@
 
 VM_FAILED_FILE=/run/vmtest.failed     # the first failure's message
 VM_WRITTEN=/run/vmtest.written        # writes acknowledged so far (vm_write)
+VM_SIGNALS=/host/signals              # host signals (files on the 9p share)
 
 vm_uptime() { cut -d' ' -f1 /proc/uptime; }
 
@@ -56,16 +57,24 @@ vm_wait_host() {   # vm_wait_host NAME [TIMEOUT]: wait for Guest.signal(NAME); p
     _t=${2:-120}
     _vm_event "VMWAIT $1"
     _end=$(( $(date +%s) + _t ))
-    while [ ! -e "/host/signals/$1" ]; do
+    while [ ! -e "$VM_SIGNALS/$1" ]; do
         [ "$(date +%s)" -lt "$_end" ] || vm_fail "no host signal '$1' within ${_t}s"
         sleep 0.2
     done
-    cat "/host/signals/$1"
+    cat "$VM_SIGNALS/$1"
 }
 
 # ---- boot --------------------------------------------------------------------------------
+vm_channels() {   # open fd 3 (events, ttyS1) and fd 4 (console)
+    exec 4>/dev/console
+    if [ -e /dev/ttyS1 ] && exec 3>/dev/ttyS1; then
+        stty -F /dev/ttyS1 raw -echo 2>/dev/null || true
+    else
+        exec 3>/dev/null
+    fi
+}
+
 vm_boot() {
-    exec 4>&1
     mount -t proc proc /proc
     mount -t sysfs sys /sys
     mount -t devtmpfs dev /dev 2>/dev/null || true
@@ -74,12 +83,7 @@ vm_boot() {
     mount -t tmpfs -o mode=0755 run /run
     mount -t tmpfs -o mode=1777 tmp /tmp
     mkdir -p /run/lock /run/lock/iscsi /run/udev
-    if [ -e /dev/ttyS1 ]; then
-        stty -F /dev/ttyS1 raw -echo 2>/dev/null || true
-        exec 3>/dev/ttyS1
-    else
-        exec 3>/dev/null
-    fi
+    vm_channels
     vm_log "init (kernel $(uname -r))"
     hostname vmtest
     for _m in virtio_pci virtio_net 9pnet_virtio 9p; do modprobe -q "$_m" || true; done
@@ -360,6 +364,7 @@ vm_failover_on_host() {
 
 # ---- end --------------------------------------------------------------------------------
 vm_finish() {   # vm_finish STATUS: print the verdict and power off
+    vm_channels
     if [ "$1" -eq 0 ] && [ ! -e "$VM_FAILED_FILE" ]; then
         _vm_event "RESULT: PASS"
     else

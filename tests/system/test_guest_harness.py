@@ -46,6 +46,7 @@ def test_linux_multipath_keeps_data_and_io_when_a_path_fails(guest_image, tmp_pa
         guest.signal("cut")
         result = guest.wait()
 
+    assert [guest.forwarder_pids(f) for f in (a, b)] == [[], []]   # no forwarder outlives qemu
     record_property("guest_boot_seconds", result.boot_seconds)
     record_property("guest_wall_seconds", round(result.wall_seconds, 1))
     assert result.passed, result.summary()
@@ -73,3 +74,13 @@ def test_linux_multipath_keeps_data_and_io_when_a_path_fails(guest_image, tmp_pa
 
     assert "TPGS=0" in result.blocks["sg_inq-active"]
     assert "NAA" in result.blocks["sg_vpd83-active"]
+
+
+def test_guest_is_killed_when_its_hard_timeout_expires(guest_image, tmp_path):
+    with Guest(guest_image, tmp_path) as guest:
+        guest.start("vm_log started; sleep 600", timeout=3)
+        result = guest.wait()
+    assert result.verdict == "TIMEOUT", result.summary()
+    assert not result.passed
+    assert result.qemu_status == -9          # SIGKILL, not a guest power-off
+    assert result.wall_seconds < 60          # the 3 s bound, not the guest's `sleep 600`
