@@ -191,6 +191,7 @@ class MultipathDevice:
     failback: str = "60"
     no_path_retry: str = "queue"
     fast_io_fail_tmo: int = 5
+    polling_interval: int = 2      # path checker period: reinstated paths show up sooner
 
     def config(self) -> str:
         """The whole ``/etc/multipath.conf`` of the guest."""
@@ -200,6 +201,7 @@ class MultipathDevice:
             "defaults {\n"
             "\tuser_friendly_names yes\n"
             "\tfind_multipaths no\n"
+            f"\tpolling_interval {self.polling_interval}\n"
             "}\n"
             "devices {\n"
             "\tdevice {\n"

@@ -114,6 +114,11 @@ class TgtTarget:
         self.luns.append(entry)
         return entry
 
+    def require_chap(self, user: str, password: str) -> None:
+        """Require CHAP (initiator authenticates) for logins to the target."""
+        self.tgtadm("--op", "new", "--mode", "account", "--user", user, "--password", password)
+        self.tgtadm("--op", "bind", "--mode", "account", "--tid", "1", "--user", user)
+
     def remove_portal(self, ip: str, port: int) -> None:
         """Stop listening on a portal (existing connections stay)."""
         self.tgtadm("--op", "delete", "--mode", "portal", "--param", f"portal={ip}:{port}")

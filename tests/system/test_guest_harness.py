@@ -1,6 +1,6 @@
 """The real-Linux-initiator harness, proven against a peer target (a private tgtd).
 
-One boot: open-iscsi in the guest logs in to one target through two portals (two host
+One boot: open-iscsi in the guest logs in (CHAP) to one target through two portals (two host
 loopback addresses reached through slirp forwards), dm-multipath makes one map of the
 two paths, O_DIRECT writes read back, and I/O keeps working when a path fails, first
 from inside the guest (device offline) and then from the host (the portal's connections
@@ -15,6 +15,7 @@ from gateway.testing.guest_events import MultipathDevice
 from gateway.testing.tgt import TgtTarget, free_port
 
 IQN = "iqn.2003-01.org.example.vmtest:harness"
+CHAP_USER, CHAP_PASSWORD = "vmtest", "HarnessSecret-16"
 PORTAL_IPS = ("127.0.6.1", "127.0.6.2")
 RUN_TIMEOUT = 300.0   # hard bound of the boot + test (TCG, 2 shared cores, under load)
 
@@ -38,8 +39,10 @@ def test_linux_multipath_keeps_data_and_io_when_a_path_fails(guest_image, tmp_pa
             Guest(guest_image, tmp_path / "guest",
                   multipath=MultipathDevice(vendor="IET", product="VIRTUAL-DISK")) as guest:
         tgt.add_lun(64 << 20)
+        tgt.require_chap(CHAP_USER, CHAP_PASSWORD)
         a, b = (guest.forward(ip, port) for ip, port in zip(PORTAL_IPS, ports, strict=True))
-        guest.start(SCRIPT.format(iqn=IQN, a=a, b=b), timeout=RUN_TIMEOUT)
+        guest.start(SCRIPT.format(iqn=IQN, a=a, b=b), timeout=RUN_TIMEOUT,
+                    env={"VM_CHAP_USER": CHAP_USER, "VM_CHAP_PASSWORD": CHAP_PASSWORD})
 
         owner = guest.forward_for(guest.wait_data("owner_portal", timeout=RUN_TIMEOUT))
         dropped = guest.cut(owner)
@@ -71,6 +74,9 @@ def test_linux_multipath_keeps_data_and_io_when_a_path_fails(guest_image, tmp_pa
     (after,) = result.multipath("multipath-after-cut")
     assert [p.disk for p in after.paths if p.dm_state == "failed"] == [result.data["owner_path"]]
     assert [p.dm_state for p in after.paths if p.disk != result.data["owner_path"]] == ["active"]
+
+    for log in (result.serial_log, result.events_log):
+        assert CHAP_PASSWORD not in log.read_text(errors="replace")
 
     assert "TPGS=0" in result.blocks["sg_inq-active"]
     assert "NAA" in result.blocks["sg_vpd83-active"]
