@@ -166,7 +166,7 @@ class Guest:
     """
 
     def __init__(self, image: GuestImage, workdir: str | os.PathLike, *, memory_mb: int = 1024,
-                 cpus: int = 2, multipath: MultipathDevice | None = None,
+                 cpus: int = 1, multipath: MultipathDevice | None = None,
                  initiator_iqn: str = "iqn.2004-10.com.example:vmtest",
                  restrict: bool = True, kernel_args: tuple[str, ...] = ()) -> None:
         self.image = image

@@ -95,6 +95,10 @@ vm_boot() {
 }
 
 vm_net_up() {   # slirp: guest 10.0.2.15/24, the host is 10.0.2.2; forwards are 10.0.2.1xx
+    # Large receive buffers: with the default ones a slow (TCG) guest advertises a zero
+    # window, slirp's segments get dropped and each drop stalls I/O for ~5 s.
+    sysctl -q -w net.core.rmem_max=8388608 net.core.rmem_default=4194304 \
+        net.ipv4.tcp_rmem="4096 4194304 8388608" || vm_log "cannot enlarge TCP receive buffers"
     ip link set lo up
     ip link set eth0 up || vm_fail "no eth0"
     ip addr add 10.0.2.15/24 dev eth0

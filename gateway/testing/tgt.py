@@ -10,6 +10,8 @@ TARGET PORT GROUPS is rejected).
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import os
 import random
 import signal
@@ -20,10 +22,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CONTROL_PORTS = range(600, 700)
+CONTROL_DIR = "/var/run/tgtd"
 
 
 class TgtError(RuntimeError):
     """tgtd did not start or refused a command."""
+
+
+def _control_port_in_use(port: int) -> bool:
+    """A running tgtd holds the flock of its control socket's lock file."""
+    try:
+        fd = os.open(f"{CONTROL_DIR}/socket.{port}.lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: tgtd gets SIGKILL if the test process dies."""
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
 
 
 def free_port(ip: str) -> int:
@@ -73,13 +97,13 @@ class TgtTarget:
         ports = list(CONTROL_PORTS)
         random.shuffle(ports)
         for port in ports[:10]:
-            if Path(f"/var/run/tgtd/socket.{port}").exists():
-                continue   # another tgtd's (or a stale) control socket
+            if _control_port_in_use(port):
+                continue
             self.control_port = port
             log = open(self.dir / f"tgtd-{port}.log", "wb")
             self.proc = subprocess.Popen(["tgtd", "-f", "-C", str(port), "--iscsi", f"portal={first}"],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_die_with_parent)
             log.close()
             if self._wait_ready(time.monotonic() + timeout):
                 break
@@ -128,9 +152,14 @@ class TgtTarget:
         return self.proc.pid if self.proc is not None else None
 
     def stop(self) -> None:
-        """Ask tgtd to exit through its control port; SIGKILL our pid if it does not."""
+        """Ask tgtd to exit through its control port; SIGKILL our pid if it does not.
+
+        tgtd refuses to exit while it has targets, so the target goes first (--force:
+        even with sessions).  tgtd leaves its control socket files behind; ours are removed.
+        """
         if self.proc is not None and self.proc.poll() is None:
             try:
+                self.tgtadm("--op", "delete", "--mode", "target", "--tid", "1", "--force", timeout=10)
                 self.tgtadm("--op", "delete", "--mode", "system", timeout=10)
             except TgtError:
                 pass
@@ -138,6 +167,10 @@ class TgtTarget:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self._kill()
+        port = self.control_port
+        if self.proc is not None and port is not None and not _control_port_in_use(port):
+            for suffix in ("", ".lock"):
+                Path(f"{CONTROL_DIR}/socket.{port}{suffix}").unlink(missing_ok=True)
         for lun in self.luns:
             lun.path.unlink(missing_ok=True)
         self.luns = []
