@@ -217,8 +217,6 @@ class Guest:
         """One process per guest connection: socat to the host portal, unless cut."""
         f = self.forwards[index]
         cut = self.dir.resolve() / f"cut-{index}"
-        if any(c in str(cut) for c in ',"\'\\ '):
-            raise GuestError(f"run directory {self.dir} must not contain commas, quotes or spaces")
         return (f'/bin/sh -c "test -e {cut} || exec socat -lp {self._token}-fwd{index} - '
                 f'TCP:{f.host_ip}:{f.host_port}"')
 
@@ -275,6 +273,9 @@ class Guest:
 
     def command(self) -> list[str]:
         """The qemu command line (after ``start`` wrote the initrd)."""
+        if any(c in str(self.dir.resolve()) for c in ',"\'\\ '):
+            # qemu splits options at commas; the forward command is parsed like a shell's
+            raise GuestError(f"run directory {self.dir} must not contain commas, quotes or spaces")
         netdev = "user,id=net0,ipv6=off,net=10.0.2.0/24"
         if self.restrict:
             netdev += ",restrict=on"
