@@ -167,9 +167,15 @@ class GatewayService:
 
     # ---- following the config ------------------------------------------------------------
     async def _follow(self) -> None:
-        async for cfg in self.follower:
-            self._latest = cfg
-            self._wake.set()
+        while True:
+            try:
+                async for cfg in self.follower:
+                    self._latest = cfg
+                    self._wake.set()
+            except Exception as e:  # never stop following: a gateway that does is silently stale
+                log.exception("following the config failed; again in %.0f s", RETRY_INTERVAL)
+                self.follower.last_error = str(e)
+                await asyncio.sleep(RETRY_INTERVAL)
 
     async def _apply_loop(self) -> None:
         while True:
@@ -182,7 +188,10 @@ class GatewayService:
             cfg = self._latest
             if cfg is None:
                 continue
-            await self.apply(cfg)
+            try:
+                await self.apply(cfg)
+            except Exception:  # keep applying later versions
+                log.exception("config version %d: apply failed", cfg.version)
 
     async def apply(self, cfg: ClusterConfig) -> Applied:
         t0 = time.monotonic()
@@ -235,16 +244,25 @@ class GatewayService:
             await asyncio.to_thread(self.store.report_status, status, announce)
         except ConfigError as e:
             log.warning("cannot report status: %s", e)
+            if announce:
+                self._reported_sizes = {}  # announce again with the next beat
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.gateway_heartbeat_interval)
-            self._set_health()
-            await self.report()
+            try:
+                self._set_health()
+                await self.report()
+            except Exception:  # a missed beat, not a dead gateway
+                log.exception("status report failed")
 
     async def _monitor_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.status_check_interval)
+            self._poll_lock_moves()
+
+    def _poll_lock_moves(self) -> None:
+        if self.reconciler is not None:
             totals = {name: live.disk.stats.lock_acquired + live.disk.stats.lock_lost
                       for name, live in self.reconciler.disks.items()}
             for name in self.monitor.poll(totals):
@@ -260,9 +278,12 @@ class GatewayService:
                 "health": self.health, "listening": [f"{ip}:{port}" for ip, port in self.server.listening],
                 "metrics": ":".join(map(str, self.metrics_address)) if self.metrics_address else ""}
         tmp = f"{self.ready_file}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(info, f)
-        os.replace(tmp, self.ready_file)
+        try:
+            with open(tmp, "w") as f:
+                json.dump(info, f)
+            os.replace(tmp, self.ready_file)
+        except OSError as e:
+            log.warning("cannot write %s: %s", self.ready_file, e)
 
     # ---- SIGHUP --------------------------------------------------------------------------
     async def reload(self) -> None:
