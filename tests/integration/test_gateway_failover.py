@@ -42,7 +42,7 @@ def pair(ceph_cluster, tmp_path_factory):
     image = f"gwf-{tag}"
     ceph_cluster.rbd("create", "--size", "64M", f"{ceph_cluster.pool}/{image}")
     gc = GatewayCluster(ceph_cluster, tmp_path_factory.mktemp("pair"), gateway_conf=f"gw-failover-{tag}",
-                        device_status={"lock_lost_cnt_threshhold": 2, "status_check_interval": 1})
+                        device_status={"lock_lost_cnt_threshhold": 2, "status_check_interval": 2})
     gc.add("gw-a", "127.0.11.1")
     gc.add("gw-b", "127.0.11.2")
     disk = f"{ceph_cluster.pool}/{image}"
