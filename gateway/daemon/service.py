@@ -73,7 +73,7 @@ class GatewayService:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._reported_sizes: dict[str, int | None] = {}
-        self._announce = False
+        self._report_lock = asyncio.Lock()
         self.ip_addresses: list[str] = []
 
     # ---- start ---------------------------------------------------------------------------
@@ -229,6 +229,12 @@ class GatewayService:
         return d.to_dict()
 
     async def report(self, announce: bool = False, heartbeat: float | None = None) -> None:
+        """Write the status; one report at a time, each built when its turn comes, so an older
+        state never lands after a newer one."""
+        async with self._report_lock:
+            await self._report(announce, heartbeat)
+
+    async def _report(self, announce: bool, heartbeat: float | None) -> None:
         if self.store is None or self.reconciler is None:
             return
         details = self.details()
