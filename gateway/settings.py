@@ -159,9 +159,10 @@ SYS_SETTINGS: tuple[Setting, ...] = (
     _s("gateway_name", "config", "str", "", hashed=False, extension=True,
        help="this gateway's name in the config (default: the FQDN)"),
     _s("iscsi_port", "config", "int", 3260, 1, 65535, extension=True,
-       help="TCP port of the iSCSI portals"),
+       help="TCP port of portals added for this gateway (each portal's port is kept in the cluster config)"),
     _s("portal_advertise", "config", "str", "", hashed=False, extension=True,
-       help="address:port announced in discovery instead of the bound one (NAT, containers)"),
+       help="address[:port] discovery announces for portals added for this gateway, instead of the bound "
+            "one (NAT, containers); kept per portal in the cluster config"),
     _s("apply_timeout", "config", "int", 10, 0, 600, extension=True,
        help="seconds the API waits for live gateways to apply a change"),
     _s("gateway_heartbeat_interval", "config", "int", 2, 1, 60, extension=True,

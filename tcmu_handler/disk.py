@@ -168,6 +168,8 @@ class ScsiDisk:
     async def _run(self, spec: OpSpec, cmd: ScsiCommand, nexus: Nexus) -> ScsiResult:
         try:
             spec.check_reserved(cmd.cdb)
+            if self.reservations.pending:
+                await self.reservations.settle()
             if self.reservations.restricts and self.reservations.conflicts(nexus, spec, cmd.cdb):
                 self.stats.reservation_conflicts += 1
                 return _status(Status.RESERVATION_CONFLICT)

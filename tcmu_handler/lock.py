@@ -65,6 +65,40 @@ class ExclusiveLockPolicy:
             await asyncio.shield(task)
         return self.state is LockState.LOCKED
 
+    async def try_acquire(self) -> bool:
+        """Take the lock if it is free, fencing no one (the daemon, when this gateway becomes
+        a disk's owner: a live holder keeps it until a write here needs it)."""
+        if self.state is LockState.LOCKED:
+            return True
+        if self.state is LockState.ACQUIRING:
+            return False
+        try:
+            got = await self.backend.lock_try_acquire()
+        except BackendError as e:
+            log.info("%s: lock not taken: %s", self.name, e)
+            return False
+        if got and self.state is LockState.UNLOCKED:
+            self.state = LockState.LOCKED
+            self.stats.lock_acquired += 1
+            log.info("%s: exclusive lock acquired (it was free)", self.name)
+        return self.state is LockState.LOCKED
+
+    async def release(self) -> bool:
+        """Give the lock up (this gateway stopped owning the disk); True if it was released.
+
+        Not while a write here is taking it: that write is the initiator's choice of path."""
+        if self.state is not LockState.LOCKED:
+            return False
+        try:
+            await self.backend.lock_release()
+        except BackendError as e:
+            log.warning("%s: releasing the exclusive lock failed: %s", self.name, e)
+            return False
+        if self.state is LockState.LOCKED:
+            self.state = LockState.UNLOCKED
+            log.info("%s: exclusive lock released", self.name)
+        return True
+
     def lost(self, err: BackendError) -> None:
         """A write failed because this client was fenced or lost the lock."""
         if self.state is LockState.LOCKED:

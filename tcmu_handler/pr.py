@@ -46,6 +46,9 @@ class Reservations:
         self.loaded = False
         self._seen_seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Releases started by nexus loss / LUN reset and not yet in the store: commands wait
+        # for them (``settle``), so a RESERVE right after the holder logged out succeeds.
+        self.pending: set[asyncio.Task] = set()
         self._unsubscribe = store.subscribe(self._changed)
 
     async def load(self) -> None:
@@ -140,6 +143,13 @@ class Reservations:
             return
         task = loop.create_task(coro)
         task.add_done_callback(_log_failure)
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def settle(self) -> None:
+        """Wait for releases still on their way to the store (bounded by the store's timeout)."""
+        while self.pending:
+            await asyncio.wait(set(self.pending))
 
     async def close(self) -> None:
         self._unsubscribe()

@@ -6,6 +6,8 @@
     python -m gateway.config status
     python -m gateway.config check
     python -m gateway.config reseal                 # encrypt secrets stored before the key pair existed
+    python -m gateway.config drain GATEWAY          # move every LUN it owns to other gateways
+    python -m gateway.config owner TARGET DISK GATEWAY   # move one LUN's owner (ALUA optimized path)
 
 ``import`` without FILE imports the ceph-iscsi JSON blob kept in the config object's data
 (the migration path; the blob is left untouched).  It refuses to replace an existing
@@ -43,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("reseal", help="rewrite the config so CHAP secrets stored in clear get encrypted")
     sub.add_parser("status", help="show what each gateway reported")
     sub.add_parser("check", help="list broken rules of the stored config")
+    drain = sub.add_parser("drain", help="before maintenance: move every LUN a gateway owns elsewhere")
+    drain.add_argument("gateway")
+    owner = sub.add_parser("owner", help="make a gateway the owner (optimized path) of one LUN")
+    owner.add_argument("target")
+    owner.add_argument("disk", help="pool/image")
+    owner.add_argument("gateway")
     return p
 
 
@@ -86,6 +94,18 @@ def run(args: argparse.Namespace) -> int:
             report = classify(cfg.version, cfg.gateways_of(), store.read_statuses(), time.time(),
                               settings.gateway_dead_after)
             print(json.dumps({"version": cfg.version, **report.as_dict()}, indent=2, sort_keys=True))
+        elif args.command in ("drain", "owner"):
+            from gateway.config import operations as ops
+
+            if args.command == "drain":
+                done = store.update(ops.drain_gateway, args.gateway)
+                moved = done.result
+            else:
+                done = store.update(ops.set_lun_owner, args.target, args.disk, args.gateway)
+                moved = {args.disk: args.gateway}
+            for disk, gw in sorted(moved.items()):
+                print(f"{disk}: owner {gw}")
+            print(f"version {done.version}" if done.changed else "nothing to change")
         elif args.command == "check":
             problems = validation.violations(store.load())
             for line in problems:

@@ -5,6 +5,8 @@ Dashboard know.  Differences, all intentional:
 
 * ``targets.*.portals.*.tpg_tag`` is added (our stable TPG tag; an import that finds it
   uses it, otherwise tags follow the order of ``ip_list`` as ceph-iscsi numbered TPGs);
+* ``targets.*.portals.*.port`` and ``.advertise`` appear when a gateway listens on another
+  port than 3260 or announces other addresses in discovery (NAT, containers);
 * ``gateways.*.active_luns`` is computed from the LUN owners, not stored;
 * ``ip_list`` is ordered by TPG tag (the same as ceph-iscsi's unless a gateway had several
   addresses interleaved with other gateways' ones);
@@ -24,6 +26,7 @@ from gateway.config import codec
 from gateway.config.crypto import NO_CIPHER, SecretCipher
 from gateway.config.errors import ValidationError
 from gateway.config.model import (
+    DEFAULT_ISCSI_PORT,
     REDACTED_SECRET,
     ChapAuth,
     Client,
@@ -191,8 +194,11 @@ def _import_portals(target: Target, raw: dict[str, Any]) -> None:
         tag = p.get("tpg_tag")
         if tag is None and ips and ips[0] in ip_list:
             tag = ip_list.index(ips[0]) + 1
-        extra = _rest(p, "gateway_ip_list", "portal_ip_addresses", "inactive_portal_ips", "tpgs", "tpg_tag")
-        portal = Portal(name, int(tag) if tag is not None else 0, ips, extra)
+        extra = _rest(p, "gateway_ip_list", "portal_ip_addresses", "inactive_portal_ips", "tpgs", "tpg_tag",
+                      "port", "advertise")
+        portal = Portal(name, int(tag) if tag is not None else 0, ips, extra,
+                        port=int(p.get("port", DEFAULT_ISCSI_PORT)),
+                        advertise=[str(a) for a in p.get("advertise", [])])
         target.portals[name] = portal
         if tag is None:
             pending.append(portal)
@@ -288,12 +294,21 @@ def _stamps(entity: Any) -> dict[str, str]:
     return {k: v for k, v in (("created", entity.created), ("updated", entity.updated)) if v}
 
 
+def _export_portal(p: Portal, ip_list: list[str]) -> dict[str, Any]:
+    out = {**p.extra, "gateway_ip_list": ip_list, "portal_ip_addresses": list(p.ip_addresses),
+           "inactive_portal_ips": [ip for ip in ip_list if ip not in p.ip_addresses],
+           "tpgs": len(ip_list), "tpg_tag": p.tpg_tag}
+    if p.port != DEFAULT_ISCSI_PORT:
+        out["port"] = p.port
+    if p.advertise:
+        out["advertise"] = list(p.advertise)
+    return out
+
+
 def _export_target(t: Target, secrets: str, cipher: SecretCipher) -> dict[str, Any]:
     ordered = t.portals_by_tag()
     ip_list = [ip for p in ordered for ip in p.ip_addresses]
-    portals = {p.gateway: {**p.extra, "gateway_ip_list": ip_list, "portal_ip_addresses": list(p.ip_addresses),
-                           "inactive_portal_ips": [ip for ip in ip_list if ip not in p.ip_addresses],
-                           "tpgs": len(ip_list), "tpg_tag": p.tpg_tag} for p in ordered}
+    portals = {p.gateway: _export_portal(p, ip_list) for p in ordered}
     return {**t.extra, "acl_enabled": t.acl_enabled, "auth": export_auth(t.auth, secrets, cipher),
             "controls": dict(t.controls), "ip_list": ip_list, "portals": portals,
             "disks": {d: {"lun_id": lun.lun_id} for d, lun in sorted(t.luns.items())},

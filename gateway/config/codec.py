@@ -27,6 +27,7 @@ from urllib.parse import quote, unquote
 from gateway.config.crypto import NO_CIPHER, SecretCipher
 from gateway.config.errors import SecretError
 from gateway.config.model import (
+    DEFAULT_ISCSI_PORT,
     ChapAuth,
     Client,
     ClusterConfig,
@@ -156,8 +157,7 @@ def _entities(cfg: ClusterConfig, cipher: SecretCipher | None) -> Iterable[tuple
                                   "auth": encode_auth(t.auth, cipher), "controls": t.controls,
                                   "created": t.created, "updated": t.updated}
         for p in t.portals.values():
-            yield portal_key(t.iqn, p.gateway), {**p.extra, "tpg_tag": p.tpg_tag,
-                                                 "ip_addresses": p.ip_addresses}
+            yield portal_key(t.iqn, p.gateway), _encode_portal(p)
         for lun in t.luns.values():
             yield lun_key(t.iqn, lun.disk), {"lun_id": lun.lun_id, "owner": lun.owner}
         for c in t.clients.values():
@@ -165,6 +165,16 @@ def _entities(cfg: ClusterConfig, cipher: SecretCipher | None) -> Iterable[tuple
                                              "group_name": c.group_name, "luns": c.luns}
         for g in t.groups.values():
             yield group_key(t.iqn, g.name), {**g.extra, "members": g.members, "disks": g.disks}
+
+
+def _encode_portal(p: Portal) -> dict[str, Any]:
+    """Port and advertised addresses only when set: older readers keep them in ``extra``."""
+    out = {**p.extra, "tpg_tag": p.tpg_tag, "ip_addresses": p.ip_addresses}
+    if p.port != DEFAULT_ISCSI_PORT:
+        out["port"] = p.port
+    if p.advertise:
+        out["advertise"] = p.advertise
+    return out
 
 
 def encode(cfg: ClusterConfig, cipher: SecretCipher | None = NO_CIPHER,
@@ -247,9 +257,11 @@ def _decode_target_child(cfg: ClusterConfig, kind: str, parts: list[str], raw: d
                          cipher: SecretCipher) -> None:
     target = cfg.targets[parts[0]]  # KeyError: orphan -> stray
     if kind == "portal":
-        f = _take(raw, "tpg_tag", "ip_addresses")
+        f = _take(raw, "tpg_tag", "ip_addresses", "port", "advertise")
         target.portals[parts[1]] = Portal(parts[1], int(f["tpg_tag"]),
-                                          [str(ip) for ip in f.get("ip_addresses", [])], raw)
+                                          [str(ip) for ip in f.get("ip_addresses", [])], raw,
+                                          port=int(f.get("port", DEFAULT_ISCSI_PORT)),
+                                          advertise=[str(a) for a in f.get("advertise", [])])
     elif kind == "lun":
         disk = f"{parts[1]}/{parts[2]}"
         target.luns[disk] = TargetLun(disk, int(raw["lun_id"]), str(raw.get("owner", "")))

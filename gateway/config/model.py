@@ -18,6 +18,7 @@ from typing import Any
 
 TIME_FORMAT = "%Y/%m/%d %H:%M:%S"  # UTC, as ceph-iscsi writes timestamps
 DEFAULT_BACKSTORE = "user:rbd"
+DEFAULT_ISCSI_PORT = 3260
 # Stands for a secret in redacted exports; not a valid CHAP secret, so it cannot be re-imported.
 REDACTED_SECRET = "<redacted>"
 
@@ -105,12 +106,41 @@ class Disk:
 
 @dataclass
 class Portal:
-    """A gateway serving a target: its stable TPG tag and its portal addresses."""
+    """A gateway serving a target: its stable TPG tag and its portal addresses.
+
+    The gateway listens on ``ip_addresses`` at ``port``.  ``advertise`` (empty, or one entry
+    per address, ``host`` or ``host:port``) is what discovery announces instead, for
+    gateways reached through NAT, a container network or qemu's user networking.
+    """
 
     gateway: str
     tpg_tag: int
     ip_addresses: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    port: int = DEFAULT_ISCSI_PORT
+    advertise: list[str] = field(default_factory=list)
+
+    def endpoints(self) -> list[tuple[str, int, str, int]]:
+        """(bound ip, port, announced host, announced port) of each portal address."""
+        out = []
+        for i, ip in enumerate(self.ip_addresses):
+            host, port = ip, self.port
+            if i < len(self.advertise) and self.advertise[i]:
+                host, port = split_host_port(self.advertise[i], self.port)
+            out.append((ip, self.port, host, port))
+        return out
+
+
+def split_host_port(text: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port``, ``v6addr``, ``[v6addr]:port`` -> (host, port); no validation."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:] else default_port
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, int(port) if port else default_port
+    return text, default_port
 
 
 @dataclass

@@ -18,6 +18,7 @@ from gateway.config import allocation, validation
 from gateway.config.errors import AlreadyExists, NotFound, ValidationError
 from gateway.config.model import (
     DEFAULT_BACKSTORE,
+    DEFAULT_ISCSI_PORT,
     ChapAuth,
     Client,
     ClusterConfig,
@@ -117,14 +118,20 @@ def set_acl_enabled(cfg: ClusterConfig, iqn: str, enabled: bool) -> None:
 
 
 # ---- gateways and portals ---------------------------------------------------------------
-def add_portal(cfg: ClusterConfig, iqn: str, gateway: str, ip_addresses: Iterable[str]) -> Portal:
-    """Make ``gateway`` serve the target; it gets the lowest free TPG tag, kept for good."""
+def add_portal(cfg: ClusterConfig, iqn: str, gateway: str, ip_addresses: Iterable[str], *,
+               port: int = DEFAULT_ISCSI_PORT, advertise: Iterable[str] = ()) -> Portal:
+    """Make ``gateway`` serve the target; it gets the lowest free TPG tag, kept for good.
+
+    ``port``: where it listens; ``advertise``: what discovery announces instead of each
+    address (NAT, containers), one entry per address, or none.
+    """
     target = get_target(cfg, iqn)
     gateway = validation.check_gateway_name(gateway)
     if gateway in target.portals:
         raise AlreadyExists(f"gateway {gateway} already serves target {target.iqn}", "gateway")
     ips = _check_portal_ips(target, gateway, ip_addresses)
-    portal = Portal(gateway, allocation.next_tpg_tag(target), ips)
+    portal = Portal(gateway, allocation.next_tpg_tag(target), ips, port=validation.check_port(port),
+                    advertise=validation.check_advertise(ips, list(advertise)))
     target.portals[gateway] = portal
     cfg.gateways.setdefault(gateway, Gateway(gateway))
     for lun in target.luns.values():  # a target that had lost all its gateways
@@ -137,6 +144,21 @@ def set_portal_addresses(cfg: ClusterConfig, iqn: str, gateway: str, ip_addresse
     target = get_target(cfg, iqn)
     portal = _get_portal(target, gateway)
     portal.ip_addresses = _check_portal_ips(target, gateway, ip_addresses)
+    if portal.advertise and len(portal.advertise) != len(portal.ip_addresses):
+        portal.advertise = []  # they described the old addresses
+    return portal
+
+
+def set_portal_endpoint(cfg: ClusterConfig, iqn: str, gateway: str, *, port: int | None = None,
+                        advertise: Iterable[str] | None = None) -> Portal:
+    """Change the port a gateway listens on and/or the addresses discovery announces for it
+    (``advertise=[]`` announces the bound addresses again)."""
+    target = get_target(cfg, iqn)
+    portal = _get_portal(target, gateway)
+    if port is not None:
+        portal.port = validation.check_port(port)
+    if advertise is not None:
+        portal.advertise = validation.check_advertise(portal.ip_addresses, list(advertise))
     return portal
 
 
@@ -407,3 +429,17 @@ def remove_group(cfg: ClusterConfig, iqn: str, name: str) -> None:
     for member in group.members:
         target.clients[member].group_name = ""
     del target.groups[name]
+
+
+# ---- maintenance ----------------------------------------------------------------------------
+def drain_gateway(cfg: ClusterConfig, gateway: str) -> dict[str, str]:
+    """``drain_portal`` on every target ``gateway`` serves: before maintenance, all of its LUNs
+    become Active/Optimized elsewhere.  Returns ``{disk: new owner}`` over all targets."""
+    validation.check_gateway_name(gateway)
+    served = [t.iqn for t in cfg.targets.values() if gateway in t.portals]
+    if not served:
+        raise NotFound(f"gateway {gateway} serves no target", "gateway")
+    moved: dict[str, str] = {}
+    for iqn in served:
+        moved.update(drain_portal(cfg, iqn, gateway))
+    return moved

@@ -250,6 +250,54 @@ def check_ip_address(text: str) -> str:
     return str(addr)
 
 
+def check_port(value: Any, field: str = "port") -> int:
+    """A TCP port 1..65535 (an int, or a decimal string from a form)."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        port = int(str(value).strip(), 10)
+    except ValueError:
+        raise ValidationError(f"port must be a whole number 1..65535, got {value!r}", field) from None
+    if not 1 <= port <= 65535:
+        raise ValidationError(f"port {port} is out of range 1..65535", field)
+    return port
+
+
+def check_advertise_address(text: str) -> str:
+    """What discovery announces for a portal: ``host``, ``host:port`` or ``[v6]:port``,
+    where host is an IP address or a DNS name (RFC 7143 TargetAddress)."""
+    from gateway.config.model import split_host_port
+
+    text = str(text).strip()
+    problem = ValidationError(f"advertised address {text!r} must be an IP address or host name, "
+                              "optionally with :port ([v6 address]:port for IPv6)", "advertise")
+    try:
+        host, port = split_host_port(text, 3260)
+    except ValueError:
+        raise problem from None
+    check_port(port, "advertise")
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.split(".")
+        if not host or len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+            raise problem from None
+        return text
+    if addr.is_unspecified or addr.is_multicast:
+        raise ValidationError(f"advertised address {text!r} is unspecified or multicast", "advertise")
+    if addr.version == 6 and ":" in text and not text.startswith("["):
+        return str(addr)
+    return text
+
+
+def check_advertise(ip_addresses: list[str], advertise: list[str]) -> list[str]:
+    """Advertised addresses: none, or one per portal address (in the same order)."""
+    if advertise and len(advertise) != len(ip_addresses):
+        raise ValidationError(f"give one advertised address per portal address ({len(ip_addresses)}), "
+                              f"or none; got {len(advertise)}", "advertise")
+    return [check_advertise_address(a) for a in advertise]
+
+
 # ---- controls ----------------------------------------------------------------------------
 def merge_controls(table: Mapping[str, Setting], current: Mapping[str, Any], changes: Mapping[str, Any],
                    defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -310,6 +358,9 @@ def _target_violations(cfg: ClusterConfig, t: Target) -> list[str]:
         if p.tpg_tag in tags:
             out.append(f"{where}: gateways {tags[p.tpg_tag]} and {p.gateway} share TPG tag {p.tpg_tag}")
         tags[p.tpg_tag] = p.gateway
+        out += [f"{where} gateway {p.gateway}: {m}" for m in _problems(check_port, p.port)]
+        out += [f"{where} gateway {p.gateway}: {m}"
+                for m in _problems(check_advertise, p.ip_addresses, p.advertise)]
         for ip in p.ip_addresses:
             if ip in ips:
                 out.append(f"{where}: portal address {ip} is used by {ips[ip]} and {p.gateway}")

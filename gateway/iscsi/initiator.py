@@ -80,6 +80,7 @@ class Initiator:
                      "DefaultTime2Wait": "0", "DefaultTime2Retain": "0", "MaxConnections": "1",
                      "DataPDUInOrder": "Yes", "DataSequenceInOrder": "Yes"}
         self.keys.update(keys or {})
+        self.explicit_keys = tuple(keys or ())  # also offered in discovery sessions
         self.reader = PduReader(1 << 24)
         self.negotiated: dict[str, str] = {}
         self.cmdsn = 1
@@ -182,7 +183,8 @@ class Initiator:
                     return
             ops = [] if self.discovery else list(self.keys.items())
             if self.discovery:
-                ops = [(k, self.keys[k]) for k in ("HeaderDigest", "DataDigest", "MaxRecvDataSegmentLength")]
+                names = ("HeaderDigest", "DataDigest", "MaxRecvDataSegmentLength", *self.explicit_keys)
+                ops = [(k, self.keys[k]) for k in dict.fromkeys(names)]
             self._login(ops, transit=True, csg=Stage.OPERATIONAL, nsg=Stage.FULL_FEATURE)
             return
         # Operational stage without transit: answer the target's proposals with our agreement.

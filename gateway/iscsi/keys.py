@@ -95,12 +95,14 @@ KEYS: dict[str, Key] = {k.name: k for k in (
         doc="largest solicited Data-Out sequence / Data-In sequence"),
     Key("FirstBurstLength", Kind.NUMBER, 65536, Reduce.MIN, _S, Phase.OPERATIONAL, 512, U24,
         doc="largest unsolicited data (immediate + unsolicited Data-Out)"),
-    Key("DefaultTime2Wait", Kind.NUMBER, 2, Reduce.MAX, _S, Phase.OPERATIONAL, 0, 3600),
-    Key("DefaultTime2Retain", Kind.NUMBER, 20, Reduce.MIN, _S, Phase.OPERATIONAL, 0, 3600),
+    # RFC 7143 13.15/13.16/13.20: no "Irrelevant when: SessionType=Discovery" -- open-iscsi
+    # refuses a discovery login answered "ErrorRecoveryLevel=Irrelevant".
+    Key("DefaultTime2Wait", Kind.NUMBER, 2, Reduce.MAX, _S, Phase.OPERATIONAL, 0, 3600, discovery=True),
+    Key("DefaultTime2Retain", Kind.NUMBER, 20, Reduce.MIN, _S, Phase.OPERATIONAL, 0, 3600, discovery=True),
     Key("MaxOutstandingR2T", Kind.NUMBER, 1, Reduce.MIN, _S, Phase.OPERATIONAL, 1, 65535),
     Key("DataPDUInOrder", Kind.BOOL, True, Reduce.OR, _S, Phase.OPERATIONAL),
     Key("DataSequenceInOrder", Kind.BOOL, True, Reduce.OR, _S, Phase.OPERATIONAL),
-    Key("ErrorRecoveryLevel", Kind.NUMBER, 0, Reduce.MIN, _S, Phase.OPERATIONAL, 0, 2,
+    Key("ErrorRecoveryLevel", Kind.NUMBER, 0, Reduce.MIN, _S, Phase.OPERATIONAL, 0, 2, discovery=True,
         doc="we implement ERL 0 only"),
     Key("SessionType", Kind.LIST, "Normal", Reduce.DECLARATIVE, _S, Phase.INITIATE,
         values=("Discovery", "Normal"), discovery=True),

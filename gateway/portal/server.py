@@ -305,6 +305,10 @@ class IscsiConnection(asyncio.BufferedProtocol):
             await asyncio.wait(running, timeout=DRAIN_TIMEOUT)
         if self.closing:
             return
+        # The nexus ends now, before the response: its SPC-2 reservation is released (or on its
+        # way to the store, which the next command waits for) by the time the initiator knows.
+        if self.record is not None:
+            self.registry.unregister(self.record.tsih, self)
         self.conn.logout_response(ev.itt)
         self._flush_now()
         self._close_after_flush()

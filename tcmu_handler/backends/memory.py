@@ -215,6 +215,21 @@ class MemoryBackend:
     async def is_lock_owner(self) -> bool:
         return self.image.locks.owner == self.client
 
+    async def lock_try_acquire(self) -> bool:
+        await asyncio.sleep(0)
+        locks = self.image.locks
+        if self.client in locks.blocklisted:
+            raise BackendError(errno.ESHUTDOWN, "lock_acquire", "client is blocklisted")
+        if locks.owner in (None, self.client):
+            locks.owner = self.client
+            return True
+        return False
+
+    async def lock_release(self) -> None:
+        await asyncio.sleep(0)
+        if self.image.locks.owner == self.client:
+            self.image.locks.owner = None
+
     async def reopen(self) -> None:
         """A new client id, as a fenced gateway gets when it reconnects to RADOS."""
         await asyncio.sleep(0)

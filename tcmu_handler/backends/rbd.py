@@ -160,6 +160,7 @@ class RbdBackend:
         self._idle: asyncio.Event | None = None
         self._reopening: asyncio.Task | None = None
         self._next_reopen = 0.0
+        self.reconnects = 0  # new RADOS clients after being fenced (conn_lost_cnt)
         self.closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -314,6 +315,7 @@ class RbdBackend:
                                    self.namespace, self.options)
         self._attach(new)
         await self._blocking(self._stat)
+        self.reconnects += 1
         log.info("%s/%s reopened as %s", self.pool, self.image_name, new.address())
 
     # -- submission ------------------------------------------------------------------------------
@@ -598,3 +600,28 @@ class RbdBackend:
         for owner in L.lock_owners(self._image()):
             self._break(owner)
         L.check("rbd_lock_acquire", L.rbd.rbd_lock_acquire(self._image(), L.RBD_LOCK_MODE_EXCLUSIVE))
+
+    async def lock_try_acquire(self) -> bool:
+        """Take the lock only if nobody holds it (never fences anyone); True if owner now."""
+        return await self._blocking(self._try_acquire)
+
+    def _try_acquire(self) -> bool:
+        if self._is_owner():
+            return True
+        # Asking librbd while another client holds the lock would make it request the lock
+        # from that client, which for a dead one waits out its watch (~30 s): look first.
+        if L.lock_owners(self._image()):
+            return False
+        ret = L.rbd.rbd_lock_acquire(self._image(), L.RBD_LOCK_MODE_EXCLUSIVE)
+        if ret in (-errno.EROFS, -errno.EBUSY):  # someone was quicker
+            return False
+        L.check("rbd_lock_acquire", ret)
+        return True
+
+    async def lock_release(self) -> None:
+        """Give the lock up (librbd lets in-flight writes finish first); a no-op if not owner."""
+        await self._blocking(self._release_lock)
+
+    def _release_lock(self) -> None:
+        if self._is_owner():
+            L.check("rbd_lock_release", L.rbd.rbd_lock_release(self._image()))

@@ -179,6 +179,19 @@ def test_discovery_login_needs_no_target_name_and_honours_discovery_chap():
     assert ok.status == LoginStatus.SUCCESS
 
 
+def test_discovery_login_answers_the_keys_relevant_to_discovery_sessions():
+    """RFC 7143: ErrorRecoveryLevel, DefaultTime2Wait/Retain apply to discovery sessions too
+    (open-iscsi refuses "ErrorRecoveryLevel=Irrelevant"); MaxBurstLength and friends do not."""
+    reg, _ = make_registry()
+    ini = Initiator(INITIATOR, keys={"ErrorRecoveryLevel": "1", "DefaultTime2Wait": "0",
+                                     "DefaultTime2Retain": "0", "MaxBurstLength": "262144"})
+    outcome = Pair(reg, ini).do_login(discovery=True)
+    assert outcome.status == LoginStatus.SUCCESS
+    assert outcome.keys["ErrorRecoveryLevel"] == "0"
+    assert outcome.keys["DefaultTime2Wait"] == "2" and outcome.keys["DefaultTime2Retain"] == "0"
+    assert outcome.keys["MaxBurstLength"] == "Irrelevant"
+
+
 def test_same_isid_reinstates_the_session():
     reg, _ = make_registry()
     first = logged_in(reg)
