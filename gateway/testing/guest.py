@@ -403,8 +403,20 @@ class Guest:
         if verdict == RESULT_FAIL and not reason:
             reason = "the test failed"
         status = self.proc.returncode if self.proc is not None else None
+        self._keep_logs(verdict)
         return GuestResult(verdict, reason, ev, self.serial_log, self.events_log,
                            time.monotonic() - self._t0, status)
+
+    def _keep_logs(self, verdict: str) -> None:
+        """Copy the logs to $VMTEST_LOG_DIR: pytest's tmp dirs are rotated by any run."""
+        keep = os.environ.get("VMTEST_LOG_DIR")
+        if not keep:
+            return
+        dest = Path(keep) / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.dir.name}-{verdict}"
+        dest.mkdir(parents=True, exist_ok=True)
+        for p in (self.serial_log, self.events_log, self.dir / "qemu.log"):
+            if p.exists():
+                shutil.copy2(p, dest / p.name)
 
     def run(self, script: str, *, env: Mapping[str, str] | None = None,
             timeout: float = 240.0) -> GuestResult:
