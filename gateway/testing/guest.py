@@ -126,6 +126,11 @@ class GuestResult:
         return self.events.blocks
 
     @property
+    def block_status(self) -> dict[str, int]:
+        """Exit status of each ``vm_block`` command."""
+        return self.events.block_status
+
+    @property
     def boot_seconds(self) -> float | None:
         """Guest uptime when its network was up and the test script began."""
         return self.events.uptime_of("boot done")
