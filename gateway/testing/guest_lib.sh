@@ -91,6 +91,9 @@ vm_boot() {
         vm_log "no host share (9p) mounted"
     fi
     vm_net_up
+    # quiet boot (serial output is slow under TCG), but show the test's kernel messages
+    # (iSCSI connection errors, multipath path changes) in serial.log
+    dmesg -n 7 2>/dev/null || true
     vm_log "boot done"
 }
 
@@ -114,7 +117,8 @@ vm_start_udev() {
 vm_start_iscsid() {
     [ -s /etc/iscsi/initiatorname.iscsi ] || vm_fail "no /etc/iscsi/initiatorname.iscsi"
     modprobe -q iscsi_tcp || vm_fail "modprobe iscsi_tcp"
-    iscsid 2>&4 || vm_fail "iscsid did not start"
+    # in the foreground (backgrounded here) so that its log lands in serial.log, not syslog
+    iscsid -f >&4 2>&4 &
     _i=0
     until iscsiadm -m session >/dev/null 2>&1 || [ $? -eq 21 ]; do   # 21: no sessions, iscsid up
         _i=$((_i + 1)); [ $_i -lt 100 ] || vm_fail "iscsid not answering"
@@ -242,6 +246,10 @@ vm_wait_path() {
         sleep 0.5
     done
     vm_log "path $2 of $1 is $3"
+}
+
+vm_failed_paths() {  # vm_failed_paths MAP: the disks multipath has failed in MAP
+    vm_map_paths "$1" | awk '$2 == "failed" {print $1}'
 }
 
 vm_best_path() {   # vm_best_path MAP: the disk with the highest priority (the ALUA owner's)

@@ -4,7 +4,8 @@ One boot: open-iscsi in the guest logs in (CHAP) to one target through two porta
 loopback addresses reached through slirp forwards), dm-multipath makes one map of the
 two paths, O_DIRECT writes read back, and I/O keeps working when a path fails, first
 from inside the guest (device offline) and then from the host (the portal's connections
-are cut and reconnects refused, as when a gateway process dies).  tgt has no ALUA, so
+are cut and reconnects refused, as when a gateway process dies); once the host heals the
+partition the path comes back.  tgt has no ALUA, so
 the map shows hwhandler '0' and constant priorities; the gateway's test expects ALUA.
 """
 
@@ -29,6 +30,10 @@ vm_scsi_info "$(vm_active_path "$map")" active
 vm_write_verify "/dev/mapper/$map" 0 8 before
 vm_failover_offline "$map"
 vm_failover_on_host "$map" cut
+vm_data cut_checked yes
+vm_wait_host healed 60 >/dev/null
+vm_wait_path "$map" "$(vm_failed_paths "$map")" active 60
+vm_verify_all "/dev/mapper/$map"
 vm_iscsi_logout
 """
 
@@ -47,6 +52,9 @@ def test_linux_multipath_keeps_data_and_io_when_a_path_fails(guest_image, tmp_pa
         owner = guest.forward_for(guest.wait_data("owner_portal", timeout=RUN_TIMEOUT))
         dropped = guest.cut(owner)
         guest.signal("cut")
+        guest.wait_data("cut_checked", timeout=RUN_TIMEOUT)
+        guest.heal(owner)
+        guest.signal("healed")
         result = guest.wait()
 
     record_property("guest_boot_seconds", result.boot_seconds)
