@@ -8,8 +8,8 @@ reports on its second serial port.
 
 Networking: ``restrict=on`` slirp, so the guest reaches nothing on the host except the
 portals it is given: ``Guest.forward(host_ip, port)`` maps a guest-side address
-10.0.2.1xx:3260 to the host's ip:port with ``guestfwd=...-cmd:socat - TCP:ip:port`` (one
-socat per connection, so multi-connection logins and reconnects work).
+10.0.2.1xx:3260 to the host's ip:port with ``guestfwd=...-cmd:`` running socat to ip:port
+(one per connection, so multi-connection logins and reconnects work).
 
 Typical use (see tests/system/test_guest_harness.py)::
 
