@@ -8,8 +8,8 @@ reports on its second serial port.
 
 Networking: ``restrict=on`` slirp, so the guest reaches nothing on the host except the
 portals it is given: ``Guest.forward(host_ip, port)`` maps a guest-side address
-10.0.2.1xx:3260 to the host's ip:port with ``guestfwd=...-cmd:socat - TCP:ip:port`` (one
-socat per connection, so multi-connection logins and reconnects work).
+10.0.2.1xx:3260 to the host's ip:port with ``guestfwd=...-cmd:`` running socat to ip:port
+(one per connection, so multi-connection logins and reconnects work).
 
 Typical use (see tests/system/test_guest_harness.py)::
 
@@ -126,6 +126,11 @@ class GuestResult:
         return self.events.blocks
 
     @property
+    def block_status(self) -> dict[str, int]:
+        """Exit status of each ``vm_block`` command."""
+        return self.events.block_status
+
+    @property
     def boot_seconds(self) -> float | None:
         """Guest uptime when its network was up and the test script began."""
         return self.events.uptime_of("boot done")
@@ -147,6 +152,10 @@ class GuestResult:
             tail = []
         lines.append("--- end of serial log ---")
         lines += tail
+        qemu_log = self.serial_log.with_name("qemu.log")
+        if qemu_log.exists() and qemu_log.stat().st_size:
+            lines.append("--- qemu.log ---")
+            lines += qemu_log.read_text(errors="replace").splitlines()[-10:]
         return "\n".join(lines)
 
 
@@ -214,16 +223,25 @@ class Guest:
         raise GuestError(f"no forward for {guest_portal!r} (have {[str(f) for f in self.forwards]})")
 
     def _forward_command(self, index: int) -> str:
-        """One process per guest connection: socat to the host portal, unless cut."""
+        """One process per guest connection: socat to the host portal, unless cut.
+
+        slirp has already accepted the guest's connection when this runs, so a portal that
+        is cut or refuses can only be reported by closing it.  Closing at once races with
+        open-iscsi's reconnect (iscsid then loops on "can't bind conn ... retcode -107" and
+        never reconnects, even once the portal is back), so a failed connect closes after
+        a second, like a login that fails.  A connection that dies after it was up closes
+        at once.  The marker ($0 of the shell, -lp of socat) finds them for ``cut``.
+        """
         f = self.forwards[index]
         cut = self.dir.resolve() / f"cut-{index}"
-        return (f'/bin/sh -c "test -e {cut} || exec socat -lp {self._token}-fwd{index} - '
-                f'TCP:{f.host_ip}:{f.host_port}"')
+        marker = f"{self._token}-fwd{index}"
+        return (f'/bin/sh -c "if test -e {cut}; then sleep 1; else socat -lp {marker} - '
+                f'TCP:{f.host_ip}:{f.host_port} || sleep 1; fi" {marker}')
 
-    def forwarder_pids(self, fwd: PortalForward) -> list[int]:
-        """The socat processes carrying the live guest connections through ``fwd``."""
+    def _marked(self, fwd: PortalForward) -> list[tuple[int, bytes]]:
+        """(pid, argv[0]) of every process of ``fwd``'s forward commands (sh and socat)."""
         marker = f"{self._token}-fwd{self.forwards.index(fwd)}".encode()
-        pids = []
+        found = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -233,8 +251,19 @@ class Guest:
             except OSError:
                 continue
             if marker in argv:
-                pids.append(int(entry))
-        return pids
+                found.append((int(entry), argv[0]))
+        return found
+
+    def forwarder_pids(self, fwd: PortalForward) -> list[int]:
+        """The socat processes carrying the live guest connections through ``fwd``."""
+        return [pid for pid, arg0 in self._marked(fwd) if arg0.endswith(b"socat")]
+
+    def _kill_marked(self, fwd: PortalForward) -> None:
+        for pid, _ in self._marked(fwd):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def cut(self, fwd: PortalForward) -> int:
         """Partition the guest from one portal: drop its connections, refuse new ones.
@@ -243,13 +272,9 @@ class Guest:
         reconnects fail).  Returns how many live connections were dropped.
         """
         (self.dir / f"cut-{self.forwards.index(fwd)}").touch()
-        pids = self.forwarder_pids(fwd)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return len(pids)
+        connections = len(self.forwarder_pids(fwd))
+        self._kill_marked(fwd)
+        return connections
 
     def heal(self, fwd: PortalForward) -> None:
         """Undo ``cut``: new connections to the portal work again."""
@@ -341,11 +366,7 @@ class Guest:
                 pass
             self.proc.wait(timeout=30)
         for fwd in self.forwards:
-            for pid in self.forwarder_pids(fwd):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            self._kill_marked(fwd)
 
     def events(self) -> GuestEvents:
         """What the guest reported so far."""
@@ -403,8 +424,20 @@ class Guest:
         if verdict == RESULT_FAIL and not reason:
             reason = "the test failed"
         status = self.proc.returncode if self.proc is not None else None
+        self._keep_logs(verdict)
         return GuestResult(verdict, reason, ev, self.serial_log, self.events_log,
                            time.monotonic() - self._t0, status)
+
+    def _keep_logs(self, verdict: str) -> None:
+        """Copy the logs to $VMTEST_LOG_DIR: pytest's tmp dirs are rotated by any run."""
+        keep = os.environ.get("VMTEST_LOG_DIR")
+        if not keep:
+            return
+        dest = Path(keep) / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.dir.name}-{verdict}"
+        dest.mkdir(parents=True, exist_ok=True)
+        for p in (self.serial_log, self.events_log, self.dir / "qemu.log"):
+            if p.exists():
+                shutil.copy2(p, dest / p.name)
 
     def run(self, script: str, *, env: Mapping[str, str] | None = None,
             timeout: float = 240.0) -> GuestResult:

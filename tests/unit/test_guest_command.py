@@ -53,3 +53,11 @@ def test_run_directory_with_a_comma_is_refused(tmp_path):
     g = Guest(GuestImage(tmp_path, "k", "v"), tmp_path / "a,b")
     with pytest.raises(GuestError, match="comma"):
         g.command()
+
+
+def test_forward_command_has_no_comma_for_qemu_to_split(tmp_path):
+    g = guest(tmp_path)
+    g.forward("127.0.6.1", 40001)
+    (netdev,) = option(g.command(), "-netdev")
+    guestfwd = netdev.split("guestfwd=", 1)[1]
+    assert "," not in guestfwd
