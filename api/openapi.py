@@ -119,6 +119,8 @@ OPS: tuple[Op, ...] = (
        "Object", tags=("extension",)),
     Op("PUT", "/api/gateway/{target_iqn}/{gateway_name}", "Add a gateway (portal) to a target", "Applied",
        (P("ip_address", "list", "portal address(es), comma-separated", True, example="192.168.1.10"),
+        P("port", "integer", "TCP port of the portals (default: the cfg's iscsi_port)"),
+        P("advertise", "list", "host[:port] announced in discovery instead of each address (NAT)"),
         P("skipchecks", "boolean", "true: skip checking the gateway's reported addresses and settings"),
         P("nosync", "boolean", "accepted for compatibility; no effect"))),
     Op("DELETE", "/api/gateway/{target_iqn}/{gateway_name}", "Remove a gateway from a target", "Applied",

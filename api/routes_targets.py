@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from flask import request
 
 from api.errors import ApiError
@@ -84,7 +86,10 @@ def _check_new_gateway(name: str, addresses: list[str]) -> None:
                             "there (with gateway_name matching), or pass skipchecks=true")
     d = g.details
     wanted = [validation.check_ip_address(a) for a in addresses]
-    missing = [a for a in wanted if d.ip_addresses and a not in d.ip_addresses]
+    # Loopback addresses exist on every host (tests, demos, a portal behind an advertised
+    # address); any other address must be one the gateway reports having.
+    missing = [a for a in wanted if d.ip_addresses and a not in d.ip_addresses
+               and not ipaddress.ip_address(a).is_loopback]
     if missing:
         raise ApiError(400, f"gateway {name} does not have address(es) {', '.join(missing)} (it reports "
                             f"{', '.join(d.ip_addresses)})")
@@ -96,7 +101,9 @@ def _check_new_gateway(name: str, addresses: list[str]) -> None:
 @route("/api/gateway/<target_iqn>/<gateway_name>", ["GET", "PUT", "DELETE"])
 def gateway(target_iqn: str, gateway_name: str):
     """Add (PUT), show (GET) or remove (DELETE) a gateway of a target
-    PUT parameters: ip_address (comma-separated portal addresses, required), skipchecks
+    PUT parameters: ip_address (comma-separated portal addresses, required), port (TCP port
+    of the portals; default the cfg's iscsi_port), advertise (comma-separated host[:port]
+    that discovery announces instead of each address: NAT, containers), skipchecks
     (true: do not check the gateway's own report of its addresses and settings), nosync
     (accepted, no effect: gateways always converge to the config).  DELETE: force (accepted;
     a gateway that is down can always be removed).  Removing a gateway moves the LUNs it
@@ -127,9 +134,11 @@ def gateway(target_iqn: str, gateway_name: str):
         raise ApiError(400, "parameter 'ip_address' is required: the gateway's portal address(es), "
                             "comma-separated")
     p.flag("nosync")
+    port = p.integer("port", c.settings.iscsi_port, 1, 65535)
+    advertise = p.names("advertise")
     if not p.flag("skipchecks"):
         _check_new_gateway(name, addresses)
-    change = c.change(ops.add_portal, iqn, name, addresses, targets=[iqn])
+    change = c.change(ops.add_portal, iqn, name, addresses, port=port, advertise=advertise, targets=[iqn])
     c.sources.mark_stale()
     return answer(change.body("Gateway creation successful", tpg_tag=change.done.result.tpg_tag))
 

@@ -2,16 +2,16 @@
 gateways, and says which applied it, which are pending and which are down; the gateway
 applies the change when it comes back, and the API then reports it applied.
 
-The gateways are the TEST-ONLY fakes (tests/support/fake_gateway.py); they follow the
-store exactly as rbd-target-gw will, so the fixture can swap in the real daemon."""
+The gateways are two real rbd-target-gw processes."""
 
 import concurrent.futures
 
-from support.api_fixtures import GW_A, GW_B, api_env  # noqa: F401 - fixture
+from support.api_fixtures import GW_A, GW_B, api_env_real  # noqa: F401 - fixture
 from support.harness import ApiServer, free_port
 
 
-def test_with_one_gateway_crashed_a_disk_is_added_reported_pending_then_applied(api_env):
+def test_with_one_gateway_crashed_a_disk_is_added_reported_pending_then_applied(api_env_real):
+    api_env = api_env_real
     c = api_env.client
     iqn = api_env.new_target()
     disk = api_env.new_disk()
@@ -31,7 +31,8 @@ def test_with_one_gateway_crashed_a_disk_is_added_reported_pending_then_applied(
     assert disk in api_env.store.read_statuses()[GW_B].details["disks"]
 
 
-def test_a_cleanly_stopped_gateway_is_down_at_once_and_catches_up_when_started(api_env):
+def test_a_cleanly_stopped_gateway_is_down_at_once_and_catches_up_when_started(api_env_real):
+    api_env = api_env_real
     c = api_env.client
     iqn = api_env.new_target()
     api_env.gateways[GW_B].stop()
@@ -43,7 +44,8 @@ def test_a_cleanly_stopped_gateway_is_down_at_once_and_catches_up_when_started(a
     assert status["applied"] == [GW_A, GW_B]
 
 
-def test_ping_is_503_while_this_nodes_gateway_is_down(api_env):
+def test_ping_is_503_while_this_nodes_gateway_is_down(api_env_real):
+    api_env = api_env_real
     c = api_env.client
     api_env.new_target()
     assert c.get("/api/_ping").status_code == 200
@@ -57,7 +59,8 @@ def test_ping_is_503_while_this_nodes_gateway_is_down(api_env):
     assert c.get("/api/_ping").status_code == 200
 
 
-def test_two_api_nodes_share_the_config_and_lose_no_concurrent_change(api_env):
+def test_two_api_nodes_share_the_config_and_lose_no_concurrent_change(api_env_real):
+    api_env = api_env_real
     other = ApiServer(api_env.cfg_dir, name="api-b", gateway_name=GW_B, api_port=free_port())
     other.start()
     try:

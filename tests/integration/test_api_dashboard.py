@@ -1,7 +1,7 @@
 """The Ceph Dashboard's call sequence (reference C.5) end to end against the real API and two
 gateways: register, create a target with two gateways, a disk and a CHAP client, show it,
 tear it all down.  The initiator login and I/O in the middle needs the real gateway daemon:
-tests/conformance/pending_dashboard_initiator_io.py (for the lead to enable)."""
+tests/conformance/test_dashboard_initiator_io.py."""
 
 import uuid
 

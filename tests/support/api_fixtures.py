@@ -2,8 +2,9 @@
 two gateways (gw-a on the API's node, gw-b), each with its own config object.
 
 Import them into a test module: ``from support.api_fixtures import api_env  # noqa: F401``.
-Today the gateways are TEST-ONLY fakes (``tests/support/fake_gateway.py``); when
-``rbd-target-gw`` exists, ``GatewayProcess`` in ``harness.py`` is the place to swap it in.
+``api_env`` runs TEST-ONLY fake gateways (``tests/support/fake_gateway.py``: they follow the
+store like ``rbd-target-gw`` and can pretend initiators are logged in, for the session-
+dependent contract tests); ``api_env_real`` runs two real ``rbd-target-gw`` processes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import rados
 import rbd
 
 from gateway.config.rados_store import RadosConfigStore
-from support.harness import ApiClient, ApiServer, ConfigDir, Gateways
+from support.harness import ApiClient, ApiServer, ConfigDir, Gateways, free_port
 
 GW_A, GW_B = "gw-a.test", "gw-b.test"
 IP_A, IP_B = "127.0.7.11", "127.0.7.12"
@@ -108,10 +109,22 @@ def _cleanup(env: ApiEnv) -> None:
 
 @pytest.fixture(scope="module")
 def api_env(ceph_cluster, tmp_path_factory) -> Iterator[ApiEnv]:
-    cfg_dir = ConfigDir(tmp_path_factory.mktemp("api"), ceph_cluster, gateway_name=GW_A)
+    """The API with two TEST-ONLY fake gateways (they can pretend sessions exist)."""
+    yield from _api_env(ceph_cluster, tmp_path_factory, real=False)
+
+
+@pytest.fixture(scope="module")
+def api_env_real(ceph_cluster, tmp_path_factory) -> Iterator[ApiEnv]:
+    """The API with two real ``rbd-target-gw`` processes."""
+    yield from _api_env(ceph_cluster, tmp_path_factory, real=True)
+
+
+def _api_env(ceph_cluster, tmp_path_factory, real: bool) -> Iterator[ApiEnv]:
+    cfg_dir = ConfigDir(tmp_path_factory.mktemp("api"), ceph_cluster, gateway_name=GW_A,
+                        iscsi_port=free_port(IP_A))
     cluster = ceph_cluster.rados_connect()
     store = RadosConfigStore(cluster.open_ioctx(POOL), cfg_dir.gateway_conf)
-    gateways = Gateways(cfg_dir, store, {GW_A: [IP_A], GW_B: [IP_B]})
+    gateways = Gateways(cfg_dir, store, {GW_A: [IP_A], GW_B: [IP_B]}, real=real)
     api = ApiServer(cfg_dir)
     env = ApiEnv(cfg_dir, cluster, store, gateways, api, api.client())
     try:

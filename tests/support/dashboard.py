@@ -3,7 +3,7 @@ in its order and with its encodings: form fields, ``controls`` as JSON text, boo
 "true", ``decrypt_passwords`` as Python's ``True`` in the query string.
 
 Shared by the API integration test and by the end-to-end test with a real initiator
-(tests/conformance/pending_dashboard_initiator_io.py).
+(tests/conformance/test_dashboard_initiator_io.py).
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ class ConfigDir:
             "config_poll_interval": 5, "time_out": 10, "loop_delay": 1,
             # Every node of a cluster shares these (they are part of the checkconf hash).
             "api_host": HOST, "api_port": free_port(HOST), "trusted_ip_list": HOST,
+            "prometheus_port": free_port(HOST),
         }
         self.common.update(common)
 
@@ -185,16 +186,23 @@ class ApiServer:
 
 
 class GatewayProcess:
-    """One gateway of the test cluster (today the TEST-ONLY fake; later ``rbd-target-gw``)."""
+    """One gateway of the test cluster: the real ``rbd-target-gw`` (``real=True``), or the
+    TEST-ONLY fake that follows the store the same way and can pretend sessions exist."""
 
-    def __init__(self, cfg_dir: ConfigDir, name: str, addresses: list[str]) -> None:
+    def __init__(self, cfg_dir: ConfigDir, name: str, addresses: list[str], real: bool = False) -> None:
         self.name = name
         self.addresses = addresses
+        self.real = real
         self.sessions_file = cfg_dir.root / f"{name}.sessions.json"
         self.sessions_file.write_text("{}")
         self.cfg = cfg_dir.cfg(name, gateway_name=name)
-        command = [sys.executable, str(FAKE_GATEWAY), "--cfg", str(self.cfg), "--sessions",
-                   str(self.sessions_file), *[a for ip in addresses for a in ("--ip", ip)]]
+        if real:
+            # Several gateways share one host here: each serves metrics on its own address.
+            command = [str(Path(sys.executable).with_name("rbd-target-gw")), "--cfg", str(self.cfg),
+                       "--prometheus-host", addresses[0]]
+        else:
+            command = [sys.executable, str(FAKE_GATEWAY), "--cfg", str(self.cfg), "--sessions",
+                       str(self.sessions_file), *[a for ip in addresses for a in ("--ip", ip)]]
         self.process = Process(command, cfg_dir.root / f"{name}.log")
 
     def start(self) -> None:
@@ -210,6 +218,7 @@ class GatewayProcess:
 
     def set_sessions(self, sessions: dict[str, Any]) -> None:
         """Pretend initiators are logged in (the fake reports them with its next heartbeat)."""
+        assert not self.real, "a real gateway reports the sessions initiators really open"
         tmp = self.sessions_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(sessions))
         os.replace(tmp, self.sessions_file)
@@ -218,9 +227,10 @@ class GatewayProcess:
 class Gateways:
     """The gateways of a test cluster, by name; waits until each reports."""
 
-    def __init__(self, cfg_dir: ConfigDir, store: Any, names_and_ips: dict[str, list[str]]) -> None:
+    def __init__(self, cfg_dir: ConfigDir, store: Any, names_and_ips: dict[str, list[str]],
+                 real: bool = False) -> None:
         self.store = store
-        self.members = {n: GatewayProcess(cfg_dir, n, ips) for n, ips in names_and_ips.items()}
+        self.members = {n: GatewayProcess(cfg_dir, n, ips, real) for n, ips in names_and_ips.items()}
 
     def __getitem__(self, name: str) -> GatewayProcess:
         return self.members[name]

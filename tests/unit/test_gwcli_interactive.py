@@ -2,7 +2,7 @@
 
 The seed's walkthrough is typed as an operator would; the same walkthrough against the real
 API and gateways (and an initiator logging in) is the acceptance test in
-tests-pending/integration/test_gwcli_walkthrough.py.
+tests/integration/test_gwcli_walkthrough.py.
 """
 
 from __future__ import annotations

@@ -1,16 +1,5 @@
-"""FOR THE LEAD TO ENABLE once rbd-target-gw exists (issue 6): the Ceph Dashboard's call
-sequence with a real initiator logging in and doing I/O in the middle.
-
-This file is deliberately NOT collected by pytest (its name does not start with ``test_``),
-so nothing is skipped in the meantime.  To enable it:
-
-1. ``git mv tests/conformance/pending_dashboard_initiator_io.py
-   tests/conformance/test_dashboard_initiator_io.py``
-2. Check ``RealGateway.command`` against the daemon's real command line (assumed here:
-   ``rbd-target-gw --cfg FILE``, the gateway's name from ``gateway_name``, portals on
-   ``iscsi_port``) and its readiness (assumed: it reports a status with a heartbeat, as the
-   fake does; ``Gateways.start`` waits for that).
-3. Run it: ``.venv/bin/python -m pytest tests/conformance/test_dashboard_initiator_io.py``.
+"""The Ceph Dashboard's call sequence with a real initiator logging in and doing I/O in the
+middle, against the real ``rbd-target-api`` and two real ``rbd-target-gw``.
 
 What it proves: a target created exactly as the Dashboard creates it (two gateways, one
 disk, one client with mutual CHAP) accepts a login from that client through each gateway
@@ -23,15 +12,13 @@ Dashboard tears everything down.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import rbd
 from support.dashboard import Dashboard, DashboardTarget
-from support.harness import ApiServer, ConfigDir, GatewayProcess, Gateways, free_port
+from support.harness import ApiServer, ConfigDir, Gateways, free_port
 
 from gateway.config.rados_store import RadosConfigStore
 
@@ -41,15 +28,6 @@ INITIATOR = "iqn.1994-05.com.redhat:dashboard-initiator"
 # One-way CHAP: qemu's iscsi driver (used for the I/O) has no option for mutual CHAP; the
 # API integration test covers mutual CHAP in the Dashboard sequence.
 CHAP = {"user": "dashboarduser", "password": "dashboardpass1", "mutual_user": "", "mutual_password": ""}
-
-
-class RealGateway(GatewayProcess):
-    """``rbd-target-gw`` in place of the TEST-ONLY fake."""
-
-    def __init__(self, cfg_dir: ConfigDir, name: str, addresses: list[str]) -> None:
-        super().__init__(cfg_dir, name, addresses)
-        exe = Path(sys.executable).with_name("rbd-target-gw")
-        self.process.command = [str(exe), "--cfg", str(self.cfg)]
 
 
 def qemu_io(portal: str, port: int, iqn: str, *commands: str) -> str:
@@ -69,8 +47,7 @@ def cluster_with_real_gateways(ceph_cluster, tmp_path):
     cfg_dir = ConfigDir(tmp_path, ceph_cluster, gateway_name=GW_A, iscsi_port=iscsi_port)
     rados_client = ceph_cluster.rados_connect()
     store = RadosConfigStore(rados_client.open_ioctx(ceph_cluster.pool), cfg_dir.gateway_conf)
-    gateways = Gateways(cfg_dir, store, {})
-    gateways.members = {n: RealGateway(cfg_dir, n, [ip]) for n, ip in ((GW_A, IP_A), (GW_B, IP_B))}
+    gateways = Gateways(cfg_dir, store, {GW_A: [IP_A], GW_B: [IP_B]}, real=True)
     api = ApiServer(cfg_dir)
     try:
         api.start()
@@ -112,11 +89,13 @@ def test_dashboard_target_serves_a_chap_initiator_through_both_gateways(cluster_
     try:
         deadline = time.monotonic() + 10
         info = dashboard.info(t)
-        while not info["client"]["state"] and time.monotonic() < deadline:
+        # targetinfo and clientinfo are two requests: wait until a heartbeat covers both
+        while (not info["client"]["state"] or not info["target"]["num_sessions"]) \
+                and time.monotonic() < deadline:
             time.sleep(0.2)
             info = dashboard.info(t)
         assert info["client"]["state"] == {"LOGGED_IN": [GW_A]}
-        assert info["target"]["num_sessions"] == 1
+        assert info["target"]["num_sessions"] == 1, info
         assert api.client().delete(f"/api/client/{t.iqn}/{INITIATOR}").status_code == 409
     finally:
         reader.wait(60)

@@ -5,15 +5,8 @@ Everything is real: the mini cluster, ``rbd-target-api``, two ``rbd-target-gw`` 
 ceph-gw-1 on 127.0.8.1 and ceph-gw-2 on 127.0.8.2, one iSCSI port), gwcli under pexpect,
 libiscsi's iscsi-inq and qemu-io as initiators, and librbd to check where the data landed.
 
-PENDING (kept in tests-pending/ until the lead moves it to tests/integration/): it needs
-``rbd-target-gw`` (issue 6).  Assumptions to check when moving it:
-
-* a gateway reports its status (heartbeat) as soon as it starts, before it serves a target;
-* ``gateways create <name> <ip>`` without ``skipchecks``: the API checks that the gateway
-  reports the address; the daemon must report the addresses it will serve (here loopback
-  ones), else add ``skipchecks=true`` to the two ``create`` lines below;
-* the two gateways share one settings file except ``gateway_name`` (``checkconf`` must
-  match), so the metrics exporter is off here (both would bind the same port).
+The two gateways share one settings file except ``gateway_name`` (``checkconf`` must
+match), so the metrics exporter is off here (both would bind the same port).
 """
 
 from __future__ import annotations
