@@ -3,11 +3,14 @@
 The four disk controls of ceph-iscsi (``[target]`` section / per-disk
 ``controls``) keep their names and ranges; their meaning in this design:
 
-* ``hw_max_sectors``: largest transfer in 512-byte sectors; VPD B0 MAXIMUM and
-  OPTIMAL TRANSFER LENGTH, and larger READ/WRITE/VERIFY are rejected with
-  INVALID FIELD IN CDB.
+* ``hw_max_sectors``: the transfer size initiators should use, in 512-byte
+  sectors: VPD B0 MAXIMUM and OPTIMAL TRANSFER LENGTH.
 * ``max_data_area_mb``: bytes of data in flight per LUN (reads and writes);
-  a command that would exceed it waits for space.
+  a command that would exceed it waits for space.  It is also the largest
+  single transfer accepted: like LIO with TCMU, a READ/WRITE larger than
+  ``hw_max_sectors`` but within the data area runs (initiators that ignore
+  MAXIMUM TRANSFER LENGTH -- older ESXi, some Windows HBAs, libiscsi's test
+  tool -- are not failed); a larger one is INVALID FIELD IN CDB.
 * ``qfull_timeout``: seconds such a command waits before TASK SET FULL
   (0 = answer TASK SET FULL at once).
 * ``osd_op_timeout``: ``rados_osd_op_timeout`` of the RBD client, the
@@ -81,7 +84,13 @@ class DiskConfig:
 
     @property
     def max_transfer_blocks(self) -> int:
+        """MAXIMUM/OPTIMAL TRANSFER LENGTH reported in VPD B0 (``hw_max_sectors``)."""
         return self.hw_max_sectors * 512 // self.block_size
+
+    @property
+    def transfer_limit_blocks(self) -> int:
+        """The largest transfer accepted: the data area, at least ``hw_max_sectors``."""
+        return max(self.max_transfer_blocks, self.data_area_bytes // self.block_size)
 
     @property
     def data_area_bytes(self) -> int:

@@ -83,8 +83,10 @@ async def unmap(disk: ScsiDisk, cmd: ScsiCommand) -> ScsiResult:
 # -- WRITE SAME --------------------------------------------------------------------------------
 async def _write_same(disk: ScsiDisk, cmd: ScsiCommand, lba: int, blocks: int, len_field: int,
                       unmap_bit: bool, ndob: bool) -> ScsiResult:
-    if blocks == 0:
-        raise S.invalid_cdb(len_field)  # WSNZ=1
+    if blocks == 0:  # WSNZ=0: from the LBA to the last one
+        if lba >= disk.num_blocks:
+            raise S.CheckCondition(S.LBA_OUT_OF_RANGE)
+        blocks = disk.num_blocks - lba
     if blocks > max_write_same_blocks(disk):
         raise S.invalid_cdb(len_field)
     disk.check_range(lba, blocks)

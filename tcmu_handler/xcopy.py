@@ -191,15 +191,17 @@ _ACCESS_READ = OpSpec(0x28, None, "EXTENDED COPY source", bytes(10), None, READ,
 _ACCESS_WRITE = OpSpec(0x2A, None, "EXTENDED COPY destination", bytes(10), None, WRITE, PR_WRITE)  # type: ignore
 
 
-def _check_access(target: ScsiDisk, nexus: Nexus, write: bool) -> ScsiResult | None:
-    """The copy runs on behalf of the initiator: its reservations apply to every target."""
+async def _check_access(target: ScsiDisk, nexus: Nexus, write: bool) -> ScsiResult | None:
+    """The copy runs on behalf of the initiator: its reservations apply to every target, and a
+    destination whose exclusive lock is elsewhere is written only once the lock is here."""
     spec = _ACCESS_WRITE if write else _ACCESS_READ
     if target.reservations.restricts and target.reservations.conflicts(nexus, spec, b""):
         return ScsiResult(status=Status.RESERVATION_CONFLICT)
     if write:
         if target.config.read_only:
             raise S.CheckCondition(S.WRITE_PROTECTED)
-        if target.lock is not None and not target.lock.writable():
+        lock = target.lock
+        if lock is not None and not lock.writable() and not await lock.wait_writable():
             return ScsiResult(status=Status.BUSY)
     return None
 
@@ -221,7 +223,7 @@ async def extended_copy(disk: ScsiDisk, cmd: ScsiCommand) -> ScsiResult:
             raise S.CheckCondition(S.COPY_ABORTED_NO_SENSE)
     for seg in segments:
         for target, write in ((targets[seg.src], False), (targets[seg.dst], True)):
-            refused = _check_access(target, cmd.nexus, write)
+            refused = await _check_access(target, cmd.nexus, write)
             if refused is not None:
                 return refused
     copied = 0
@@ -247,6 +249,30 @@ def operating_parameters(disk: ScsiDisk) -> bytes:
     data[43] = len(codes)
     out = bytes(data) + codes
     return struct.pack(">I", len(out) - 4) + out[4:]
+
+
+def _tpc_descriptor(kind: int, body: bytes) -> bytes:
+    body += bytes(-(len(body) + 4) % 4)  # descriptors are padded to a multiple of 4
+    return struct.pack(">HH", kind, len(body)) + body
+
+
+def vpd_third_party_copy(disk: ScsiDisk) -> bytes:
+    """Third-party Copy VPD page (SPC-4 7.8.17) for EXTENDED COPY(LID1): the commands and
+    service actions offered, the same limits as RECEIVE COPY OPERATING PARAMETERS, the
+    descriptor types, no CSCD IDs (LID1 names targets by descriptor index)."""
+    commands = b""
+    for opcode, sas in sorted(disk.table.by_sa.items()):
+        if opcode in (0x83, 0x84):
+            commands += bytes((opcode, len(sas), *sorted(sas)))
+    supported = bytes((len(commands),)) + commands
+    parameters = struct.pack(">4xHHII12x", MAX_TARGET_DESCRIPTORS, MAX_SEGMENT_DESCRIPTORS,
+                             MAX_DESCRIPTOR_LIST_LENGTH, 0)
+    codes = bytes((_BLOCK_TO_BLOCK, _IDENT_DESCRIPTOR))
+    general = struct.pack(">IIIBB18x", 1, MAX_HELD_RESULTS, 0xFFFF * disk.block_size, disk._shift, 0)
+    body = (_tpc_descriptor(0x0001, supported) + _tpc_descriptor(0x0004, parameters)
+            + _tpc_descriptor(0x0008, bytes((len(codes),)) + codes)
+            + _tpc_descriptor(0x000C, bytes(2)) + _tpc_descriptor(0x8001, general))
+    return bytes((0, 0x8F)) + struct.pack(">H", len(body)) + body
 
 
 async def receive_copy_results(disk: ScsiDisk, cmd: ScsiCommand) -> ScsiResult:

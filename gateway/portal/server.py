@@ -273,12 +273,13 @@ class IscsiConnection(asyncio.BufferedProtocol):
                     await asyncio.wait([task.user], timeout=DRAIN_TIMEOUT)
                 response = TmfResponse.TASK_DOES_NOT_EXIST
         else:
-            if fn == TmfFunction.TARGET_WARM_RESET:
+            target_reset = fn in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET)
+            if target_reset:
                 units = list(set(table.luns.values()))
             else:
                 unit = table.lookup(ev.lun)
                 units = [unit] if unit is not None else []
-            if not units and fn != TmfFunction.TARGET_WARM_RESET:
+            if not units and not target_reset:
                 response = TmfResponse.LUN_DOES_NOT_EXIST
             else:
                 for unit in units:
@@ -298,6 +299,12 @@ class IscsiConnection(asyncio.BufferedProtocol):
         if not self.closing:
             conn.task_management_response(ev.itt, response)
             self._flush()
+            if fn == TmfFunction.TARGET_COLD_RESET:
+                # RFC 7143 11.5.1: after the response, every session of the target ends
+                # (this one after its response is out, the others at once).
+                self._flush_now()
+                self._close_after_flush()
+                self.registry.close_target_sessions(rec.target, "TARGET COLD RESET")
 
     async def _logout(self, ev: LogoutRequested) -> None:
         running = [t.user for t in self.conn.running_tasks() if t.user is not None]
@@ -305,6 +312,10 @@ class IscsiConnection(asyncio.BufferedProtocol):
             await asyncio.wait(running, timeout=DRAIN_TIMEOUT)
         if self.closing:
             return
+        # The nexus ends before the initiator hears so: its SPC-2 reservation release is
+        # under way (the disk holds later commands until it lands) when it logs in again.
+        if self.record is not None:
+            self.registry.unregister(self.record.tsih, self)
         self.conn.logout_response(ev.itt)
         self._flush_now()
         self._close_after_flush()

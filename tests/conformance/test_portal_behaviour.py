@@ -308,7 +308,33 @@ def test_task_management_through_the_portal(portal):
         reset = alice.ini.tmf(TmfFunction.LOGICAL_UNIT_RESET, lun=0)
         assert await answer(alice, reset) == TmfResponse.COMPLETE
         assert await answer(alice, alice.ini.tmf(TmfFunction.TARGET_WARM_RESET)) == TmfResponse.COMPLETE
+        # the reset is reported to every nexus, the one that asked for it included
+        ua = await alice.command(bytes(6))
+        assert ua.status == 2 and ua.sense[12:14] == bytes((0x29, 0x03))
         assert (await alice.command(bytes(6))).status == 0
         alice.close()
+
+    loop.run_until_complete(scenario())
+
+
+def test_target_cold_reset_answers_then_ends_every_session_of_the_target(portal):
+    loop, server, registry, port = portal
+    from gateway.iscsi.constants import TmfFunction, TmfResponse
+    from gateway.iscsi.pdu import TaskManagementResponse
+
+    async def scenario():
+        alice, bob = Client(port), Client(port, BOB)
+        assert (await alice.login()).status == (0, 0)
+        assert (await bob.login()).status == (0, 0)
+        itt = alice.ini.tmf(TmfFunction.TARGET_COLD_RESET)
+        await alice.pump(lambda evs: alice.closed)
+        rsp = [e for e in alice.events if isinstance(e, TaskManagementResponse) and e.itt == itt]
+        assert rsp and rsp[0].response == TmfResponse.COMPLETE and alice.closed
+        await bob.pump(lambda evs: bob.closed)
+        assert bob.closed and server.sessions() == []
+        # a new login works, and sees the reset
+        carol = Client(port, BOB)
+        assert (await carol.login()).status == (0, 0)
+        carol.close()
 
     loop.run_until_complete(scenario())

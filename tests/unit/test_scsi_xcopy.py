@@ -3,11 +3,14 @@ ReceiveCopyResults suites drive them, plus copies between two disks."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import struct
 
 from scsi_support import BLOCKS, BS, N1, Harness, check, good, run, rw10, rw16
 
 from tcmu_handler.api import Status
+from tcmu_handler.backends.base import BackendError
 from tcmu_handler.config import naa_from_wwn
 from tcmu_handler.xcopy import MAX_DESCRIPTOR_LIST_LENGTH, MAX_SEGMENT_DESCRIPTORS, MAX_TARGET_DESCRIPTORS
 
@@ -164,11 +167,67 @@ def test_copy_status_only_for_held_list_ids_of_this_nexus():
     run(go())
 
 
-def test_copy_refused_when_the_destination_is_busy_taking_the_lock():
+def test_copy_waits_for_the_destination_lock_and_is_busy_when_it_does_not_come():
     async def go():
         from tcmu_handler.backends.memory import MemoryBackend
         h = Harness(backend=MemoryBackend(BLOCKS * BS, supports_lock=True))
         await h.ready()
+        good(await xcopy(h, param_list([target(h.disk.naa)], [segment(0, 0, 8, 0, 8)])))
+        assert h.disk.stats.lock_acquired == 1
+        # another gateway takes the lock; this one cannot get it back in time
+        stuck = asyncio.Event()
+
+        async def acquire_never():
+            await stuck.wait()
+        h.backend.lock_acquire = acquire_never
+        h.backend.image.locks.owner = "client.other"
+        h.disk.lock.lost(BackendError(errno.ESHUTDOWN, "write"))
+        h.disk.lock.write_wait = 0.01
         r = await xcopy(h, param_list([target(h.disk.naa)], [segment(0, 0, 8, 0, 8)]))
         assert r.status == Status.BUSY
+        stuck.set()
+    run(go())
+
+
+def _tpc_descriptors(page: bytes) -> dict[int, bytes]:
+    assert page[1] == 0x8F and struct.unpack_from(">H", page, 2)[0] == len(page) - 4
+    out, pos = {}, 4
+    while pos < len(page):
+        kind, length = struct.unpack_from(">HH", page, pos)
+        assert (length + 4) % 4 == 0
+        out[kind] = page[pos + 4:pos + 4 + length]
+        pos += 4 + length
+    assert pos == len(page)
+    return out
+
+
+def test_third_party_copy_vpd_page_lists_the_lid1_commands_and_limits():
+    async def go():
+        h = Harness()
+        await h.ready()
+        page = bytes(good(await h.run(bytes((0x12, 1, 0x8F, 4, 0, 0)))).data)
+        d = _tpc_descriptors(page)
+        assert set(d) == {0x0001, 0x0004, 0x0008, 0x000C, 0x8001}
+        n = d[0x0001][0]
+        assert d[0x0001][1:1 + n] == bytes((0x83, 1, 0x00, 0x84, 2, 0x00, 0x03))
+        assert struct.unpack_from(">HHII", d[0x0004], 4) == (
+            MAX_TARGET_DESCRIPTORS, MAX_SEGMENT_DESCRIPTORS, MAX_DESCRIPTOR_LIST_LENGTH, 0)
+        assert d[0x0008][:3] == bytes((2, 0x02, 0xE4))
+        assert struct.unpack_from(">IIIB", d[0x8001], 0)[2:] == (0xFFFF * BS, 9)
+    run(go())
+
+
+def test_without_a_registry_there_is_no_copy_page_nor_3pc():
+    async def go():
+        from tcmu_handler.backends.memory import MemoryBackend
+        from tcmu_handler.config import DiskConfig
+        from tcmu_handler.disk import ScsiDisk
+        disk = ScsiDisk(DiskConfig(wwn="x"), MemoryBackend(1 << 20))
+        h = Harness()
+        h.disk, h.table.luns[0] = disk, disk
+        await h.ready()
+        pages = bytes(good(await h.run(bytes((0x12, 1, 0, 0, 255, 0)))).data)
+        assert 0x8F not in pages[4:]
+        assert check(await h.run(bytes((0x12, 1, 0x8F, 0, 255, 0)))).code == (5, 0x24, 0)
+        assert not good(await h.run(bytes((0x12, 0, 0, 0, 36, 0)))).data[5] & 0x08
     run(go())
