@@ -63,6 +63,10 @@ class DiskConfig:
     non_rotational: bool | None = None
     #: write-triggered exclusive-lock failover; None = whenever the backend supports locks
     lock_failover: bool | None = None
+    #: reported physical block size (READ CAPACITY(16) LBPPBE); None = the logical block size.
+    #: 4096 on 512-byte blocks ("512e") makes initiators align I/O to 4 KiB, what BlueStore
+    #: allocates, without changing the logical block size existing filesystems use.
+    physical_block_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.block_size not in (512, 1024, 2048, 4096):
@@ -77,6 +81,15 @@ class DiskConfig:
                 raise ValueError(f"{name} must be printable ASCII of at most {limit} characters")
         if self.hw_max_sectors * 512 < self.block_size:
             raise ValueError("hw_max_sectors is smaller than one block")
+        pbs = self.physical_block_size
+        if pbs is not None and (pbs < self.block_size or pbs > 65536 or pbs & (pbs - 1)):
+            raise ValueError("physical_block_size must be a power of two from the block size to 64 KiB")
+
+    @property
+    def lbppbe(self) -> int:
+        """LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT."""
+        pbs = self.physical_block_size or self.block_size
+        return (pbs // self.block_size).bit_length() - 1
 
     @property
     def naa(self) -> bytes:

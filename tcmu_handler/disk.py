@@ -312,6 +312,10 @@ class ScsiDisk:
         self.ua.establish_all(S.BUS_DEVICE_RESET)
         self.copy_results.clear()
 
+    async def settle(self) -> None:
+        """The reservation store has what lun_reset/nexus_lost started (other gateways too)."""
+        await self.reservations.settle()
+
     def nexus_lost(self, nexus: Nexus) -> None:
         """The session of ``nexus`` ended: abort its tasks, release its SPC-2 reservation."""
         self.abort_task_set(nexus)

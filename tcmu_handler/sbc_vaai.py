@@ -98,8 +98,10 @@ async def _write_same(disk: ScsiDisk, cmd: ScsiCommand, lba: int, blocks: int, l
         if data is None or len(data) != bs:
             return _bad_data_out(bs)
         pattern = bytes(data)
-    if unmap_bit and not any(pattern):
-        # UNMAP with zeros (or NDOB): deallocate; reads return zeros after (LBPRZ).
+    if unmap_bit:
+        # UNMAP: deallocate (SBC-4 lets the device write or unmap; LIO and tcmu-runner unmap
+        # whatever the Data-Out block holds, and libiscsi's WriteSame10.UnmapUntilEnd sends
+        # 0xFF and expects zeros).  Reads return zeros after (LBPRZ).
         await zero_range(disk, lba, blocks)
     else:
         # UNMAP=0 keeps the blocks mapped, even for a zero pattern (ESXi eager zeroing).

@@ -106,7 +106,8 @@ async def open_rbd_disks(args: argparse.Namespace):
     for spec, read_only in specs:
         pool, _, image = spec.partition("/")
         ioctx = cluster.open_ioctx(pool)
-        config = DiskConfig(wwn=_wwn_of(ioctx, image), read_only=read_only)
+        config = DiskConfig(wwn=_wwn_of(ioctx, image), read_only=read_only, block_size=args.block_size,
+                            physical_block_size=args.physical_block_size)
         disks.append(await open_rbd_disk(config, pool=pool, image=image, conf=args.ceph_conf,
                                          client_name=args.client_name, alua=alua_model(args),
                                          registry=registry, reservation_ioctx=ioctx,
@@ -153,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ceph-conf", default="/etc/ceph/ceph.conf", help="ceph.conf for --rbd")
     p.add_argument("--client-name", default="client.admin", help="CephX user for --rbd")
     p.add_argument("--block-size", type=int, default=512)
+    p.add_argument("--physical-block-size", type=int, metavar="BYTES",
+                   help="physical block size reported for RBD LUNs (e.g. 4096 on 512-byte blocks)")
     p.add_argument("--target", default=DEFAULT_IQN, help="target IQN")
     p.add_argument("--tpg", type=int, default=1, metavar="TAG",
                    help="TPG tag of this gateway's portals (also its relative port and ALUA group)")

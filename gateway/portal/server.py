@@ -287,8 +287,11 @@ class IscsiConnection(asyncio.BufferedProtocol):
                         unit.abort_task_set(rec.nexus)
                     else:
                         unit.lun_reset(rec.nexus)
-                # Every affected task is terminated for the initiator once we answer.
+                # Every affected task is terminated for the initiator once we answer, and a
+                # reset has reached the other gateways serving the units.
                 pending = [t.user for t in ev.running if t.user is not None and not t.user.done()]
+                if fn != TmfFunction.ABORT_TASK_SET and fn != TmfFunction.CLEAR_TASK_SET:
+                    pending += [self._spawn(unit.settle()) for unit in units if hasattr(unit, "settle")]
                 for task in ev.running:
                     conn.abort_running(task)
                 if pending:

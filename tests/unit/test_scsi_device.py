@@ -644,3 +644,20 @@ def test_write_same_length_is_65535_blocks_and_zero_means_to_the_last_lba():
         r = await h.run(struct.pack(">BBQIBB", 0x93, 0, 70000, 0, 0, 0), A)
         assert check(r).code == (5, 0x21, 0)
     run(go())
+
+
+def test_physical_block_size_is_reported_as_lbppbe():
+    async def go():
+        for pbs, exponent in ((None, 0), (4096, 3)):
+            h = Harness(physical_block_size=pbs)
+            await h.ready()
+            r = good(await h.run(sa16(0x9E, 0x10)))
+            assert r.data[13] & 0x0F == exponent and r.data[14] & 0xC0 == 0xC0
+    run(go())
+
+
+def test_physical_block_size_must_be_a_power_of_two_not_below_the_block_size():
+    import pytest
+    for bad in (256, 3000, 1 << 17):
+        with pytest.raises(ValueError):
+            DiskConfig(wwn="x", physical_block_size=bad)

@@ -31,6 +31,12 @@ def segment(src: int, dst: int, blocks: int, src_lba: int, dst_lba: int, code: i
     return struct.pack(">BBHHHxxHQQ", code, 0, 0x18, src, dst, blocks, src_lba, dst_lba)
 
 
+def offset_segment(src: int, dst: int, nbytes: int, src_lba: int, dst_lba: int, src_off: int = 0,
+                   dst_off: int = 0) -> bytes:
+    """Block device to block device with offset (0Ah)."""
+    return struct.pack(">BBHHHIQQHH", 0x0A, 0, 0x1C, src, dst, nbytes, src_lba, dst_lba, src_off, dst_off)
+
+
 def param_list(targets: list[bytes], segments: list[bytes], list_id: int = 1, usage: int = 0) -> bytes:
     t, s = b"".join(targets), b"".join(segments)
     return struct.pack(">BBH4xII", list_id, usage << 3, len(t), len(s), 0) + t + s
@@ -146,10 +152,10 @@ def test_receive_copy_results_operating_parameters():
         h = Harness()
         await h.ready()
         d = bytes(good(await h.run(rcr_cdb(3))).data)
-        assert struct.unpack_from(">I", d)[0] == len(d) - 4 and len(d) == 46
-        assert struct.unpack_from(">HHI", d, 8) == (MAX_TARGET_DESCRIPTORS, MAX_SEGMENT_DESCRIPTORS,
-                                                    MAX_DESCRIPTOR_LIST_LENGTH)
-        assert d[43] == 2 and d[44:46] == bytes((0x02, 0xE4))
+        assert struct.unpack_from(">I", d)[0] == len(d) - 4 and len(d) == 47
+        assert struct.unpack_from(">HHII", d, 8) == (MAX_TARGET_DESCRIPTORS, MAX_SEGMENT_DESCRIPTORS,
+                                                     MAX_DESCRIPTOR_LIST_LENGTH, 0xFFFF * BS)
+        assert d[43] == 3 and d[44:47] == bytes((0x02, 0x0A, 0xE4))
     run(go())
 
 
@@ -212,7 +218,7 @@ def test_third_party_copy_vpd_page_lists_the_lid1_commands_and_limits():
         assert d[0x0001][1:1 + n] == bytes((0x83, 1, 0x00, 0x84, 2, 0x00, 0x03))
         assert struct.unpack_from(">HHII", d[0x0004], 4) == (
             MAX_TARGET_DESCRIPTORS, MAX_SEGMENT_DESCRIPTORS, MAX_DESCRIPTOR_LIST_LENGTH, 0)
-        assert d[0x0008][:3] == bytes((2, 0x02, 0xE4))
+        assert d[0x0008][:4] == bytes((3, 0x02, 0x0A, 0xE4))
         assert struct.unpack_from(">IIIB", d[0x8001], 0)[2:] == (0xFFFF * BS, 9)
     run(go())
 
@@ -230,4 +236,62 @@ def test_without_a_registry_there_is_no_copy_page_nor_3pc():
         assert 0x8F not in pages[4:]
         assert check(await h.run(bytes((0x12, 1, 0x8F, 0, 255, 0)))).code == (5, 0x24, 0)
         assert not good(await h.run(bytes((0x12, 0, 0, 0, 36, 0)))).data[5] & 0x08
+    run(go())
+
+
+def test_offset_segment_copies_whole_blocks():
+    async def go():
+        h = Harness()
+        await h.ready()
+        data = bytes(range(256)) * (64 * BS // 256)
+        good(await h.run(rw16(0x8A, 0, 64), data))
+        good(await xcopy(h, param_list([target(h.disk.naa)], [offset_segment(0, 0, 64 * BS, 0, 1000)])))
+        assert bytes(good(await h.run(rw16(0x88, 1000, 64))).data) == data
+    run(go())
+
+
+def test_offset_segment_copies_bytes_inside_blocks_and_keeps_the_rest_of_the_edge_blocks():
+    async def go():
+        h = Harness()
+        await h.ready()
+        src = bytes((i * 7) & 0xFF for i in range(8 * BS))
+        good(await h.run(rw16(0x8A, 0, 8), src))
+        good(await h.run(rw16(0x8A, 100, 8), b"D" * 8 * BS))
+        nbytes = 5 * BS + 77
+        seg = offset_segment(0, 0, nbytes, 1, 101, src_off=3, dst_off=200)
+        good(await xcopy(h, param_list([target(h.disk.naa)], [seg])))
+        got = bytes(good(await h.run(rw16(0x88, 100, 8))).data)
+        start = BS + 200
+        assert got[:start] == b"D" * start
+        assert got[start:start + nbytes] == src[BS + 3:BS + 3 + nbytes]
+        assert got[start + nbytes:] == b"D" * (8 * BS - start - nbytes)
+    run(go())
+
+
+def test_offset_segment_longer_than_maximum_segment_length_is_refused():
+    async def go():
+        h = Harness()
+        await h.ready()
+        seg = offset_segment(0, 0, 0xFFFF * BS + 1, 0, 0)
+        r = check(await xcopy(h, param_list([target(h.disk.naa)], [seg])))
+        assert r.code == (5, 0x26, 0) and (r.in_cdb, r.field) == (False, 16 + 32 + 8)
+        seg = offset_segment(0, 0, BS, 0, 0, dst_off=BS)
+        assert check(await xcopy(h, param_list([target(h.disk.naa)], [seg]))).code == (5, 0x26, 0)
+    run(go())
+
+
+def test_offset_segment_overlapping_forward_within_one_disk():
+    """Several 1 MiB chunks copied from the end, so no chunk reads what another wrote."""
+    async def go():
+        h = Harness(blocks=8192)
+        await h.ready()
+        data = bytes((i * 13 + i // 512) & 0xFF for i in range(5000 * BS))
+        for lba in range(0, 5000, 1000):
+            good(await h.run(rw16(0x8A, lba, 1000), data[lba * BS:(lba + 1000) * BS]))
+        nbytes = 5000 * BS - 100
+        seg = offset_segment(0, 0, nbytes, 0, 300, dst_off=100)
+        good(await xcopy(h, param_list([target(h.disk.naa)], [seg])))
+        got = b"".join([bytes(good(await h.run(rw16(0x88, lba, 1000))).data)
+                        for lba in range(300, 5300, 1000)])
+        assert got[100:100 + nbytes] == data[:nbytes]
     run(go())
