@@ -31,6 +31,9 @@ Data movement rules:
   requesting nexus aborted.  Other nexuses' aborted tasks get TASK ABORTED.
 * Session end: the transport calls ``LunTable.nexus_lost(nexus)`` whenever an I_T nexus
   ends (logout, connection loss at ERL 0, reinstatement).
+* Resets: LOGICAL UNIT RESET and TARGET RESET reach every I_T nexus of the unit, on every
+  gateway, the requesting one included (BUS DEVICE RESET FUNCTION OCCURRED); the transport
+  awaits ``settle()`` before answering the TMF so that holds when the initiator hears of it.
 """
 
 from __future__ import annotations
@@ -151,6 +154,13 @@ class LogicalUnit(Protocol):
         """The I_T nexus ended (logout, connection loss, session reinstatement):
         abort its tasks, release its SPC-2 reservation, drop its unit attentions
         and held copy results.  Persistent reservations survive."""
+        ...
+
+    async def settle(self) -> None:
+        """Wait until what ``lun_reset`` and ``nexus_lost`` started has reached every
+        gateway serving the unit (reservation release, unit attentions, aborts there).
+        The transport answers LOGICAL UNIT RESET / TARGET RESET after this.  Optional:
+        a transport calls it only when the unit has it."""
         ...
 
 

@@ -3,11 +3,14 @@
 The four disk controls of ceph-iscsi (``[target]`` section / per-disk
 ``controls``) keep their names and ranges; their meaning in this design:
 
-* ``hw_max_sectors``: largest transfer in 512-byte sectors; VPD B0 MAXIMUM and
-  OPTIMAL TRANSFER LENGTH, and larger READ/WRITE/VERIFY are rejected with
-  INVALID FIELD IN CDB.
+* ``hw_max_sectors``: the transfer size initiators should use, in 512-byte
+  sectors: VPD B0 MAXIMUM and OPTIMAL TRANSFER LENGTH.
 * ``max_data_area_mb``: bytes of data in flight per LUN (reads and writes);
-  a command that would exceed it waits for space.
+  a command that would exceed it waits for space.  It is also the largest
+  single transfer accepted: like LIO with TCMU, a READ/WRITE larger than
+  ``hw_max_sectors`` but within the data area runs (initiators that ignore
+  MAXIMUM TRANSFER LENGTH -- older ESXi, some Windows HBAs, libiscsi's test
+  tool -- are not failed); a larger one is INVALID FIELD IN CDB.
 * ``qfull_timeout``: seconds such a command waits before TASK SET FULL
   (0 = answer TASK SET FULL at once).
 * ``osd_op_timeout``: ``rados_osd_op_timeout`` of the RBD client, the
@@ -60,6 +63,10 @@ class DiskConfig:
     non_rotational: bool | None = None
     #: write-triggered exclusive-lock failover; None = whenever the backend supports locks
     lock_failover: bool | None = None
+    #: reported physical block size (READ CAPACITY(16) LBPPBE); None = the logical block size.
+    #: 4096 on 512-byte blocks ("512e") makes initiators align I/O to 4 KiB, what BlueStore
+    #: allocates, without changing the logical block size existing filesystems use.
+    physical_block_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.block_size not in (512, 1024, 2048, 4096):
@@ -74,6 +81,15 @@ class DiskConfig:
                 raise ValueError(f"{name} must be printable ASCII of at most {limit} characters")
         if self.hw_max_sectors * 512 < self.block_size:
             raise ValueError("hw_max_sectors is smaller than one block")
+        pbs = self.physical_block_size
+        if pbs is not None and (pbs < self.block_size or pbs > 65536 or pbs & (pbs - 1)):
+            raise ValueError("physical_block_size must be a power of two from the block size to 64 KiB")
+
+    @property
+    def lbppbe(self) -> int:
+        """LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT."""
+        pbs = self.physical_block_size or self.block_size
+        return (pbs // self.block_size).bit_length() - 1
 
     @property
     def naa(self) -> bytes:
@@ -81,7 +97,13 @@ class DiskConfig:
 
     @property
     def max_transfer_blocks(self) -> int:
+        """MAXIMUM/OPTIMAL TRANSFER LENGTH reported in VPD B0 (``hw_max_sectors``)."""
         return self.hw_max_sectors * 512 // self.block_size
+
+    @property
+    def transfer_limit_blocks(self) -> int:
+        """The largest transfer accepted: the data area, at least ``hw_max_sectors``."""
+        return max(self.max_transfer_blocks, self.data_area_bytes // self.block_size)
 
     @property
     def data_area_bytes(self) -> int:

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_EXTENDED_COPY = 0x83
+
+
 def _status(status: Status) -> ScsiResult:
     return ScsiResult(status=status)  # a fresh object: transports may annotate results
 _RESTRICTED_STATES = {
@@ -75,6 +78,7 @@ class ScsiDisk:
         self.table = build_table(self)
         self._tasks: dict[tuple[Nexus, int], bool] = {}
         self._area_limit = config.data_area_bytes
+        self._transfer_limit = config.transfer_limit_blocks
         self._inflight = 0
         self._area_waiters: deque[asyncio.Future] = deque()
         self.copy_results: dict[Nexus, CopyResults] = {}
@@ -117,7 +121,8 @@ class ScsiDisk:
             raise S.CheckCondition(S.LBA_OUT_OF_RANGE)
 
     def check_transfer(self, blocks: int, field: int) -> None:
-        if blocks > self.config.max_transfer_blocks:
+        """A transfer larger than the data area can never run (see DiskConfig)."""
+        if blocks > self._transfer_limit:
             raise S.invalid_cdb(field)
 
     # -- the LogicalUnit protocol ----------------------------------------------------
@@ -168,9 +173,10 @@ class ScsiDisk:
     async def _run(self, spec: OpSpec, cmd: ScsiCommand, nexus: Nexus) -> ScsiResult:
         try:
             spec.check_reserved(cmd.cdb)
-            if self.reservations.pending:
-                await self.reservations.settle()
-            if self.reservations.restricts and self.reservations.conflicts(nexus, spec, cmd.cdb):
+            res = self.reservations
+            if res.settling:
+                await res.settle()
+            if res.restricts and res.conflicts(nexus, spec, cmd.cdb):
                 self.stats.reservation_conflicts += 1
                 return _status(Status.RESERVATION_CONFLICT)
             if self._alua_restricted and spec.medium:
@@ -180,10 +186,19 @@ class ScsiDisk:
             if spec.kind == WRITE:
                 if self.config.read_only:
                     raise S.CheckCondition(S.WRITE_PROTECTED)
-                if self.lock is not None and not self.lock.writable():
-                    self.stats.busy += 1
-                    return _status(Status.BUSY)
-            return await spec.handler(self, cmd)
+                lock = self.lock
+                if lock is not None and not lock.writable():
+                    if not await lock.wait_writable():
+                        self.stats.busy += 1
+                        return _status(Status.BUSY)
+                    if self._tasks.get((nexus, cmd.task_tag)):  # aborted while waiting
+                        return _status(Status.TASK_ABORTED)
+            try:
+                return await spec.handler(self, cmd)
+            except BackendError as e:
+                if not e.fenced or not await self._recover(spec, cmd, e):
+                    raise
+            return await spec.handler(self, cmd)  # once more, on the new client
         except S.CheckCondition as e:
             self.stats.check_conditions += 1
             return check_condition(e)
@@ -200,6 +215,29 @@ class ScsiDisk:
             log.exception("%s: %s failed unexpectedly (CDB %s)", self.name, spec.name, cmd.cdb.hex())
             self.stats.check_conditions += 1
             return check_condition(S.CheckCondition(S.INTERNAL_TARGET_FAILURE))
+
+    async def _recover(self, spec: OpSpec, cmd: ScsiCommand, err: BackendError) -> bool:
+        """A command failed because this gateway's client was fenced (another gateway took
+        the lock).  Reconnect -- and for a write take the lock back -- then say whether the
+        command may run again.  Every retried command is idempotent, or (COMPARE AND WRITE,
+        one RADOS object operation) was refused whole by the OSDs; EXTENDED COPY is not
+        retried (a copy within one disk may have overwritten its own source)."""
+        lock = self.lock
+        if lock is not None:
+            lock.lost(err)
+        if cmd.cdb[0] == _EXTENDED_COPY or self._tasks.get((cmd.nexus, cmd.task_tag)):
+            return False
+        if spec.kind == WRITE and lock is not None:
+            return (lock.writable() or await lock.wait_writable()) and not self._tasks.get(
+                (cmd.nexus, cmd.task_tag))
+        reopen = getattr(self.backend, "reopen", None)
+        if reopen is None:
+            return False
+        try:
+            await asyncio.wait_for(reopen(), ExclusiveLockPolicy.write_wait)
+        except (BackendError, TimeoutError):
+            return False
+        return not self._tasks.get((cmd.nexus, cmd.task_tag))
 
     def _lookup_sa(self, cdb: bytes) -> OpSpec | ScsiResult:
         opcode = cdb[0]
@@ -251,11 +289,13 @@ class ScsiDisk:
         return n
 
     def _abort_nexuses(self, nexuses: set[tuple[str, str]]) -> int:
-        """PREEMPT AND ABORT: abort every task of the named (initiator, target) ports."""
+        """PREEMPT AND ABORT (or a LUN reset through another gateway): abort every task of
+        the named (initiator, target) ports; ``("*", "*")`` names every nexus."""
         n = 0
+        everyone = ("*", "*") in nexuses
         for key, aborted in self._tasks.items():
             nx = key[0]
-            if not aborted and ((nx.initiator_port, nx.target_port) in nexuses
+            if not aborted and (everyone or (nx.initiator_port, nx.target_port) in nexuses
                                 or (nx.initiator_port, "*") in nexuses):
                 self._tasks[key] = True
                 n += 1
@@ -263,12 +303,18 @@ class ScsiDisk:
 
     def lun_reset(self, nexus: Nexus) -> None:
         """LOGICAL UNIT RESET from ``nexus``: abort all tasks, drop the SPC-2 reservation,
-        BUS DEVICE RESET unit attention for every other nexus."""
+        BUS DEVICE RESET FUNCTION OCCURRED for every nexus -- the one that asked included
+        (SAM-5 6.3.1; libiscsi's MultipathIO.Reset checks every path) -- on this gateway
+        and, through the reservation store, on the others serving the disk."""
         for key in self._tasks:
             self._tasks[key] = True
         self.reservations.reset()
-        self.ua.establish_all(S.BUS_DEVICE_RESET, except_nexus=nexus)
+        self.ua.establish_all(S.BUS_DEVICE_RESET)
         self.copy_results.clear()
+
+    async def settle(self) -> None:
+        """The reservation store has what lun_reset/nexus_lost started (other gateways too)."""
+        await self.reservations.settle()
 
     def nexus_lost(self, nexus: Nexus) -> None:
         """The session of ``nexus`` ended: abort its tasks, release its SPC-2 reservation."""

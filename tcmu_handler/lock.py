@@ -3,11 +3,13 @@
 The gateway that owns a disk holds its RBD exclusive lock.  When a write
 arrives through a gateway that does not hold it (the initiator failed over to
 an Active/Non-optimized path), this gateway takes the lock -- breaking the old
-owner's lock, which makes Ceph blocklist (fence) the old owner -- and answers
-BUSY until it holds it, so the initiator retries.  Reads never take the lock.
-A write that fails with -ESHUTDOWN/-EROFS means this gateway has been fenced:
-the lock is marked lost, the command gets BUSY, and the next write takes the
-lock back (after reopening the image with a new RADOS client).
+owner's lock, which makes Ceph blocklist (fence) the old owner.  The write waits
+for the lock (up to :attr:`ExclusiveLockPolicy.write_wait` seconds) and then
+runs; only when the lock does not arrive in that time is it answered BUSY, so
+the initiator retries.  Reads never take the lock.  A command that fails with
+-ESHUTDOWN/-EROFS means this gateway has been fenced: the lock is marked lost,
+and the device retries the command once after reconnecting (and, for a write,
+after taking the lock back) -- see ``ScsiDisk._recover``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ class ExclusiveLockPolicy:
 
     #: seconds to wait after a failed acquisition before the next write may retry
     retry_delay = 1.0
+    #: seconds a write waits for the lock to arrive before it is answered BUSY.  A move
+    #: (break, blocklist, acquire) takes well under a second on a healthy cluster; Linux
+    #: retries BUSY, but Windows' class driver gives up after a few retries and libiscsi
+    #: never retries, so waiting is what keeps a failover invisible to them.
+    write_wait = 5.0
 
     def __init__(self, backend: Backend, stats: LunStats, timeout: float, name: str = "") -> None:
         self.backend = backend
@@ -52,6 +59,20 @@ class ExclusiveLockPolicy:
             self.state = LockState.ACQUIRING
             self._task = asyncio.get_running_loop().create_task(self._acquire())
         return False
+
+    async def wait_writable(self) -> bool:
+        """After :meth:`writable` said no: wait (up to :attr:`write_wait`) for the
+        acquisition it started; True when the lock is here."""
+        if self.state is LockState.LOCKED:
+            return True
+        task = self._task
+        if self.state is not LockState.ACQUIRING or task is None:
+            return False  # a recent attempt failed: BUSY until retry_delay has passed
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.write_wait)
+        except TimeoutError:
+            return False
+        return self.state is LockState.LOCKED
 
     async def acquire(self) -> bool:
         """Take the lock now (used by the daemon when it assigns ownership)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import uuid
 from typing import TYPE_CHECKING
 
 from . import prstate as P
@@ -46,9 +47,10 @@ class Reservations:
         self.loaded = False
         self._seen_seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Releases started by nexus loss / LUN reset and not yet in the store: commands wait
-        # for them (``settle``), so a RESERVE right after the holder logged out succeeds.
-        self.pending: set[asyncio.Task] = set()
+        #: names this gateway's view in the events it publishes (it applies them itself)
+        self.origin = uuid.uuid4().hex[:16]
+        #: state changes started by a nexus loss or reset that have not reached the store yet
+        self.settling: set[asyncio.Task] = set()
         self._unsubscribe = store.subscribe(self._changed)
 
     async def load(self) -> None:
@@ -81,11 +83,14 @@ class Reservations:
         if not self.loaded:
             return
         for ev in state.events:
-            if ev.seq <= self._seen_seq:
+            if ev.seq <= self._seen_seq or ev.origin == self.origin:
                 continue
             wanted = set(ev.ports)
-            targets = [nx for nx in self.disk.ua.known()
-                       if port_of(nx) in wanted or (nx.initiator_port, P.ALL_PORTS) in wanted]
+            if P.EVERY_NEXUS in wanted:
+                targets = self.disk.ua.known()
+            else:
+                targets = [nx for nx in self.disk.ua.known()
+                           if port_of(nx) in wanted or (nx.initiator_port, P.ALL_PORTS) in wanted]
             if ev.ua is not None:
                 code = _ua_code(ev.ua)
                 self.disk.ua.establish_many(targets, code)
@@ -117,14 +122,22 @@ class Reservations:
         return result
 
     def reset(self) -> None:
-        """LOGICAL UNIT RESET releases an SPC-2 reservation (persistent ones survive)."""
-        if self.state.spc2 is not None:
-            self._spawn(self._update(_drop_spc2))
+        """LOGICAL UNIT RESET: release an SPC-2 reservation (persistent ones survive) and
+        tell the other gateways, which abort their tasks and raise the unit attention."""
+        origin = self.origin
+        self._spawn(self._update(lambda st: P.lun_reset(st, origin)))
 
     def nexus_lost(self, nexus: Nexus) -> None:
         if self.state.spc2 == port_of(nexus):
             port = port_of(nexus)
             self._spawn(self._update(lambda st: P.spc2_release(st, port)))
+
+    async def settle(self) -> None:
+        """Wait until the releases started by nexus losses and resets are in the store, so
+        a command that follows them (a RESERVE from another initiator after a logout) sees
+        their effect.  Bounded by the store's own timeout; failures were logged."""
+        while self.settling:
+            await asyncio.wait(set(self.settling))
 
     async def release_spc2_of_ports(self, target_ports: set[str]) -> bool:
         """Drop an SPC-2 reservation held through one of ``target_ports`` -- for the daemon,
@@ -142,26 +155,21 @@ class Reservations:
             coro.close()
             return
         task = loop.create_task(coro)
-        task.add_done_callback(_log_failure)
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
+        self.settling.add(task)
+        task.add_done_callback(self._settled)
 
-    async def settle(self) -> None:
-        """Wait for releases still on their way to the store (bounded by the store's timeout)."""
-        while self.pending:
-            await asyncio.wait(set(self.pending))
+    def _settled(self, task: asyncio.Task) -> None:
+        self.settling.discard(task)
+        _log_failure(task)
 
     async def close(self) -> None:
         self._unsubscribe()
 
 
-def _drop_spc2(state: P.ReservationState) -> None:
-    state.spc2 = None
-
-
 def _log_failure(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("releasing an SPC-2 reservation failed: %s", task.exception())
+        log.error("updating the reservation state after a reset or nexus loss failed: %s",
+                  task.exception())
 
 
 def _ua_code(triple: tuple[int, int, int]) -> S.Asc:

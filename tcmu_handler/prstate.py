@@ -55,8 +55,9 @@ class Registration:
 class Event:
     seq: int
     ua: tuple[int, int, int] | None
-    ports: list[Port]
+    ports: list[Port]          # (ALL_PORTS, ALL_PORTS): every nexus of the logical unit
     abort: bool = False
+    origin: str = ""           # the gateway that already applied it locally (skips it)
 
 
 @dataclass
@@ -124,7 +125,8 @@ class ReservationState:
             spc2=tuple(d["spc2"]) if d["spc2"] else None,
             seq=d["seq"],
             events=[Event(e["seq"], tuple(e["ua"]) if e["ua"] else None,
-                          [tuple(p) for p in e["ports"]], e["abort"]) for e in d["events"]],
+                          [tuple(p) for p in e["ports"]], e["abort"], e.get("origin", ""))
+                    for e in d["events"]],
         )
 
     def copy(self) -> ReservationState:
@@ -134,11 +136,11 @@ class ReservationState:
     def _bump_generation(self) -> None:
         self.generation = (self.generation + 1) & 0xFFFFFFFF
 
-    def _event(self, code: S.Asc | None, ports: list[Port], abort: bool = False) -> None:
+    def _event(self, code: S.Asc | None, ports: list[Port], abort: bool = False, origin: str = "") -> None:
         if not ports:
             return
         self.events.append(Event(self.seq + 1, (code.key, code.asc, code.ascq) if code else None,
-                                 ports, abort))
+                                 ports, abort, origin))
         del self.events[:-MAX_EVENTS]
 
     def _release(self, by: Port | None, notify: bool) -> None:
@@ -261,6 +263,19 @@ def _remove_keys(state: ReservationState, port: Port, victim, abort: bool, requi
     if state.res_type and state.holder is not None and state.registration(state.holder) is None:
         state.res_type, state.holder = 0, None
     state._event(S.REGISTRATIONS_PREEMPTED, [r.ident for r in removed if not r.matches(port)], abort)
+
+
+# -- task management ------------------------------------------------------------------------
+EVERY_NEXUS: Port = (ALL_PORTS, ALL_PORTS)
+
+
+def lun_reset(state: ReservationState, origin: str) -> None:
+    """LOGICAL UNIT RESET (SAM-5 6.3.3) of a logical unit served by several gateways: the
+    SPC-2 reservation goes, and every gateway but ``origin`` (which did it already) aborts
+    its tasks and raises BUS DEVICE RESET FUNCTION OCCURRED for every nexus it serves.
+    Persistent reservations survive."""
+    state.spc2 = None
+    state._event(S.BUS_DEVICE_RESET, [EVERY_NEXUS], abort=True, origin=origin)
 
 
 # -- SPC-2 RESERVE / RELEASE ----------------------------------------------------------------

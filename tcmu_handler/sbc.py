@@ -291,6 +291,7 @@ async def read_capacity16(disk: ScsiDisk, cmd: ScsiCommand) -> ScsiResult:
         raise S.invalid_cdb(2)
     data = bytearray(32)
     struct.pack_into(">QI", data, 0, disk.num_blocks - 1, disk.block_size)
+    data[13] = disk.config.lbppbe
     data[14] = 0x80 | 0x40  # LBPME (thin provisioned), LBPRZ (unmapped blocks read zero)
     return ScsiResult(data=bytes(data[:int.from_bytes(cdb[10:14], "big")]))
 

@@ -83,8 +83,10 @@ async def unmap(disk: ScsiDisk, cmd: ScsiCommand) -> ScsiResult:
 # -- WRITE SAME --------------------------------------------------------------------------------
 async def _write_same(disk: ScsiDisk, cmd: ScsiCommand, lba: int, blocks: int, len_field: int,
                       unmap_bit: bool, ndob: bool) -> ScsiResult:
-    if blocks == 0:
-        raise S.invalid_cdb(len_field)  # WSNZ=1
+    if blocks == 0:  # WSNZ=0: from the LBA to the last one
+        if lba >= disk.num_blocks:
+            raise S.CheckCondition(S.LBA_OUT_OF_RANGE)
+        blocks = disk.num_blocks - lba
     if blocks > max_write_same_blocks(disk):
         raise S.invalid_cdb(len_field)
     disk.check_range(lba, blocks)
@@ -96,8 +98,10 @@ async def _write_same(disk: ScsiDisk, cmd: ScsiCommand, lba: int, blocks: int, l
         if data is None or len(data) != bs:
             return _bad_data_out(bs)
         pattern = bytes(data)
-    if unmap_bit and not any(pattern):
-        # UNMAP with zeros (or NDOB): deallocate; reads return zeros after (LBPRZ).
+    if unmap_bit:
+        # UNMAP: deallocate (SBC-4 lets the device write or unmap; LIO and tcmu-runner unmap
+        # whatever the Data-Out block holds, and libiscsi's WriteSame10.UnmapUntilEnd sends
+        # 0xFF and expects zeros).  Reads return zeros after (LBPRZ).
         await zero_range(disk, lba, blocks)
     else:
         # UNMAP=0 keeps the blocks mapped, even for a zero pattern (ESXi eager zeroing).

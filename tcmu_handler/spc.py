@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 # Version descriptors (SPC-4 table 30): SAM-5, iSCSI, SPC-4, SBC-3.
 VERSION_DESCRIPTORS = (0x00A0, 0x0960, 0x0460, 0x04C0)
 SUPPORTED_VPD = (0x00, 0x80, 0x83, 0x86, 0xB0, 0xB1, 0xB2)
+SUPPORTED_VPD_XCOPY = (0x00, 0x80, 0x83, 0x86, 0x8F, 0xB0, 0xB1, 0xB2)
 # Designator header bytes.
 _PROTO_ISCSI = 0x50
 _CODE_BINARY, _CODE_ASCII, _CODE_UTF8 = 1, 2, 3
@@ -45,7 +46,7 @@ def standard_inquiry(disk: ScsiDisk) -> bytes:
     data[2] = 0x06  # SPC-4
     data[3] = 0x12  # HISUP, RESPONSE DATA FORMAT 2
     data[4] = len(data) - 5
-    data[5] = (disk.alua.tpgs << 4) | (0x08 if cfg.xcopy and disk.registry is not None else 0)
+    data[5] = (disk.alua.tpgs << 4) | (0x08 if _offers_xcopy(disk) else 0)
     ports = sum(len(g.relative_ports) for g in disk.alua.groups)
     data[6] = 0x10 if ports > 1 else 0  # MULTIP
     data[7] = 0x02  # CMDQUE
@@ -99,7 +100,7 @@ def vpd_block_limits(disk: ScsiDisk) -> bytes:
     data = bytearray(64)
     data[1] = 0xB0
     data[3] = 0x3C
-    data[4] = 0x01  # WSNZ: WRITE SAME with zero blocks is rejected, never "to the end"
+    # WSNZ=0: WRITE SAME with zero blocks means "to the last LBA" (within MAXIMUM WRITE SAME LENGTH)
     data[5] = 1     # MAXIMUM COMPARE AND WRITE LENGTH
     units = max(1, disk.backend.object_size >> disk._shift)
     struct.pack_into(">H", data, 6, max(1, 4096 >> disk._shift))  # OPTIMAL TRANSFER LENGTH GRANULARITY
@@ -119,12 +120,18 @@ def max_unmap_blocks(disk: ScsiDisk) -> int:
 
 
 def max_write_same_blocks(disk: ScsiDisk) -> int:
-    return max_unmap_blocks(disk)
+    """65535 blocks (what WRITE SAME(10) can ask for; LIO's value), at most 64 objects.
+
+    Larger would save few commands (WRITE SAME is served per RADOS object anyway) and
+    makes libiscsi's WriteSame16.Unmap write 65536 blocks in one WRITE(16), far beyond
+    MAXIMUM TRANSFER LENGTH."""
+    return min(0xFFFF, max_unmap_blocks(disk))
 
 
 def vpd_page(disk: ScsiDisk, cmd: ScsiCommand, page: int) -> bytes:
     if page == 0x00:
-        return bytes((0, 0, 0, len(SUPPORTED_VPD))) + bytes(SUPPORTED_VPD)
+        pages = SUPPORTED_VPD_XCOPY if _offers_xcopy(disk) else SUPPORTED_VPD
+        return bytes((0, 0, 0, len(pages))) + bytes(pages)
     if page == 0x80:
         serial = disk.config.wwn.encode("ascii")
         return bytes((0, 0x80, 0, len(serial))) + serial
@@ -137,6 +144,10 @@ def vpd_page(disk: ScsiDisk, cmd: ScsiCommand, page: int) -> bytes:
         data[6] = 0x01 if disk.backend.write_cache else 0  # V_SUP
         data[7] = 0x01  # LUICLR
         return bytes(data)
+    if page == 0x8F and _offers_xcopy(disk):
+        from .xcopy import vpd_third_party_copy
+
+        return vpd_third_party_copy(disk)
     if page == 0xB0:
         return vpd_block_limits(disk)
     if page == 0xB1:
@@ -267,3 +278,8 @@ async def set_target_port_groups(disk: ScsiDisk, cmd: ScsiCommand) -> ScsiResult
         raise S.CheckCondition(S.INVALID_COMMAND_OPERATION_CODE, field=0)
     disk.set_alua(await handler(requests))
     return GOOD
+
+
+def _offers_xcopy(disk: ScsiDisk) -> bool:
+    """3PC, VPD 8Fh and the copy commands go together (see commands.build_table)."""
+    return disk.config.xcopy and disk.registry is not None

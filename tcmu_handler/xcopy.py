@@ -1,5 +1,6 @@
-"""EXTENDED COPY (LID1) and RECEIVE COPY RESULTS: block-to-block copies between
-disks served by this gateway (VMware VAAI "clone"/"full copy").
+"""EXTENDED COPY (LID1) and RECEIVE COPY RESULTS: block-to-block copies (segment
+descriptors 02h, and 0Ah with byte offsets) between disks served by this gateway
+(VMware VAAI "clone"/"full copy").
 
 Copy targets are named the way initiators know them: by the NAA designator
 from VPD page 83h.  A :class:`LunRegistry` shared by the disks of one gateway
@@ -31,6 +32,9 @@ CHUNK_BYTES = 1 << 20
 PARALLEL_CHUNKS = 4
 _IDENT_DESCRIPTOR = 0xE4
 _BLOCK_TO_BLOCK = 0x02
+_BLOCK_TO_BLOCK_OFFSET = 0x0A
+_SEGMENT_LENGTHS = {_BLOCK_TO_BLOCK: 0x18, _BLOCK_TO_BLOCK_OFFSET: 0x1C}  # DESCRIPTOR LENGTH field
+_DESCRIPTOR_CODES = bytes((_BLOCK_TO_BLOCK, _BLOCK_TO_BLOCK_OFFSET, _IDENT_DESCRIPTOR))
 _USAGE_HOLD, _USAGE_RESERVED = 0, 1
 
 
@@ -67,11 +71,14 @@ class CopyResults(OrderedDict):
 
 @dataclass
 class _Segment:
+    """One copy, in bytes: block-to-block (02h) segments are whole blocks, block-to-block
+    with offset (0Ah) ones may start and end inside blocks."""
+
     src: int
     dst: int
-    blocks: int
-    src_lba: int
-    dst_lba: int
+    nbytes: int
+    src_byte: int   # LBA * block size + byte offset
+    dst_byte: int
 
 
 def _param_len_error() -> S.CheckCondition:
@@ -144,17 +151,33 @@ def parse(data: bytes, block_sizes: int) -> tuple[int, int, list[bytes], list[_S
         raise S.CheckCondition(S.TOO_MANY_SEGMENT_DESCRIPTORS)
     parsed: list[_Segment] = []
     for pos in positions:
-        if data[pos] != _BLOCK_TO_BLOCK:
+        kind = data[pos]
+        if kind not in _SEGMENT_LENGTHS:
             raise S.CheckCondition(S.UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE, field=pos, in_cdb=False)
-        if struct.unpack_from(">H", data, pos + 2)[0] != 0x18:
+        if struct.unpack_from(">H", data, pos + 2)[0] != _SEGMENT_LENGTHS[kind]:
             raise S.invalid_param(pos + 2)
         src, dst = struct.unpack_from(">HH", data, pos + 4)
         if src >= len(targets) or dst >= len(targets):
             raise _unreachable()
-        blocks = struct.unpack_from(">H", data, pos + 10)[0]
-        src_lba, dst_lba = struct.unpack_from(">QQ", data, pos + 12)
-        parsed.append(_Segment(src, dst, blocks, src_lba, dst_lba))
+        if kind == _BLOCK_TO_BLOCK:
+            blocks = struct.unpack_from(">H", data, pos + 10)[0]
+            src_lba, dst_lba = struct.unpack_from(">QQ", data, pos + 12)
+            parsed.append(_Segment(src, dst, blocks * block_sizes, src_lba * block_sizes,
+                                   dst_lba * block_sizes))
+        else:
+            nbytes, src_lba, dst_lba, src_off, dst_off = struct.unpack_from(">IQQHH", data, pos + 8)
+            if nbytes > max_segment_bytes(block_sizes):
+                raise S.invalid_param(pos + 8)
+            if src_off >= block_sizes or dst_off >= block_sizes:
+                raise S.invalid_param(pos + (28 if src_off >= block_sizes else 30))
+            parsed.append(_Segment(src, dst, nbytes, src_lba * block_sizes + src_off,
+                                   dst_lba * block_sizes + dst_off))
     return list_id, usage, targets, parsed
+
+
+def max_segment_bytes(block_size: int) -> int:
+    """MAXIMUM SEGMENT LENGTH: what a block-to-block descriptor can ask for (65535 blocks)."""
+    return 0xFFFF * block_size
 
 
 def _resolve(disk: ScsiDisk, designator: bytes) -> ScsiDisk:
@@ -167,39 +190,71 @@ def _resolve(disk: ScsiDisk, designator: bytes) -> ScsiDisk:
     return target
 
 
+async def _read_bytes(disk: ScsiDisk, start: int, nbytes: int) -> memoryview:
+    bs = disk.block_size
+    first, end = start // bs, -(-(start + nbytes) // bs)
+    data = await read_blocks(disk, first, end - first)
+    return data[start - first * bs:start - first * bs + nbytes]
+
+
+async def _write_bytes(disk: ScsiDisk, start: int, data: memoryview) -> None:
+    """Write a byte range; partial blocks at its ends are read, patched and rewritten."""
+    bs = disk.block_size
+    end = start + len(data)
+    if start % bs == 0 and end % bs == 0:
+        await write_blocks(disk, start // bs, data, False)
+        return
+    first, last = start // bs, -(-end // bs)
+    blocks = bytearray(await read_blocks(disk, first, last - first))
+    blocks[start - first * bs:end - first * bs] = data
+    await write_blocks(disk, first, memoryview(blocks), False)
+
+
 async def _copy_segment(src: ScsiDisk, dst: ScsiDisk, seg: _Segment) -> int:
-    bs = src.block_size
-    chunk = max(1, CHUNK_BYTES // bs)
-    starts = list(range(0, seg.blocks, chunk))
-    if src is dst and seg.src_lba < seg.dst_lba < seg.src_lba + seg.blocks:
-        starts.reverse()  # overlapping forward copy on one disk: copy from the end
+    """Copy in chunks that end on destination block boundaries (so only the first and last
+    chunk can share a block with data outside the copy), 4 at a time -- or one at a time
+    from the end when a forward copy within one disk overlaps itself."""
+    bs = dst.block_size
+    bounds = [0]
+    pos = seg.dst_byte
+    end = seg.dst_byte + seg.nbytes
+    while pos < end:
+        nxt = min(end, (pos // CHUNK_BYTES + 1) * CHUNK_BYTES)
+        if nxt < end and nxt % bs:
+            nxt -= nxt % bs
+        bounds.append(nxt - seg.dst_byte)
+        pos = nxt
+    chunks = list(zip(bounds, bounds[1:], strict=False))
+    if src is dst and seg.src_byte < seg.dst_byte < seg.src_byte + seg.nbytes:
+        chunks.reverse()
         step = 1
     else:
         step = PARALLEL_CHUNKS
 
-    async def one(first: int) -> None:
-        n = min(chunk, seg.blocks - first)
-        data = await read_blocks(src, seg.src_lba + first, n)
-        await write_blocks(dst, seg.dst_lba + first, data, False)
+    async def one(a: int, b: int) -> None:
+        data = await _read_bytes(src, seg.src_byte + a, b - a)
+        await _write_bytes(dst, seg.dst_byte + a, data)
 
-    for i in range(0, len(starts), step):
-        await asyncio.gather(*(one(first) for first in starts[i:i + step]))
-    return seg.blocks * bs
+    for i in range(0, len(chunks), step):
+        await asyncio.gather(*(one(a, b) for a, b in chunks[i:i + step]))
+    return seg.nbytes
 
 
 _ACCESS_READ = OpSpec(0x28, None, "EXTENDED COPY source", bytes(10), None, READ, PR_READ)  # type: ignore
 _ACCESS_WRITE = OpSpec(0x2A, None, "EXTENDED COPY destination", bytes(10), None, WRITE, PR_WRITE)  # type: ignore
 
 
-def _check_access(target: ScsiDisk, nexus: Nexus, write: bool) -> ScsiResult | None:
-    """The copy runs on behalf of the initiator: its reservations apply to every target."""
+async def _check_access(target: ScsiDisk, nexus: Nexus, write: bool) -> ScsiResult | None:
+    """The copy runs on behalf of the initiator: its reservations apply to every target, and a
+    destination whose exclusive lock is elsewhere is written only once the lock is here."""
     spec = _ACCESS_WRITE if write else _ACCESS_READ
     if target.reservations.restricts and target.reservations.conflicts(nexus, spec, b""):
         return ScsiResult(status=Status.RESERVATION_CONFLICT)
     if write:
         if target.config.read_only:
             raise S.CheckCondition(S.WRITE_PROTECTED)
-        if target.lock is not None and not target.lock.writable():
+        lock = target.lock
+        if lock is not None and not lock.writable() and not await lock.wait_writable():
             return ScsiResult(status=Status.BUSY)
     return None
 
@@ -217,16 +272,17 @@ async def extended_copy(disk: ScsiDisk, cmd: ScsiCommand) -> ScsiResult:
         src, dst = targets[seg.src], targets[seg.dst]
         if src.block_size != dst.block_size:
             raise S.CheckCondition(S.COPY_ABORTED_NO_SENSE)
-        if seg.src_lba + seg.blocks > src.num_blocks or seg.dst_lba + seg.blocks > dst.num_blocks:
+        if (seg.src_byte + seg.nbytes > src.num_blocks * src.block_size
+                or seg.dst_byte + seg.nbytes > dst.num_blocks * dst.block_size):
             raise S.CheckCondition(S.COPY_ABORTED_NO_SENSE)
     for seg in segments:
         for target, write in ((targets[seg.src], False), (targets[seg.dst], True)):
-            refused = _check_access(target, cmd.nexus, write)
+            refused = await _check_access(target, cmd.nexus, write)
             if refused is not None:
                 return refused
     copied = 0
     for seg in segments:
-        if seg.blocks:
+        if seg.nbytes:
             copied += await _copy_segment(targets[seg.src], targets[seg.dst], seg)
     if usage == _USAGE_HOLD:
         held = disk.copy_results.setdefault(cmd.nexus, CopyResults())
@@ -238,15 +294,40 @@ async def extended_copy(disk: ScsiDisk, cmd: ScsiCommand) -> ScsiResult:
 
 
 def operating_parameters(disk: ScsiDisk) -> bytes:
-    codes = bytes((_BLOCK_TO_BLOCK, _IDENT_DESCRIPTOR))
+    codes = _DESCRIPTOR_CODES
     data = bytearray(44)
     data[4] = 0x01  # SNLID: a copy without a list identifier is accepted
     struct.pack_into(">HHIIIII", data, 8, MAX_TARGET_DESCRIPTORS, MAX_SEGMENT_DESCRIPTORS,
-                     MAX_DESCRIPTOR_LIST_LENGTH, 0xFFFF * disk.block_size, 0, 0, 0)
+                     MAX_DESCRIPTOR_LIST_LENGTH, max_segment_bytes(disk.block_size), 0, 0, 0)
     struct.pack_into(">HBBBB", data, 34, 1, 1, disk._shift, 0, 0)
     data[43] = len(codes)
     out = bytes(data) + codes
     return struct.pack(">I", len(out) - 4) + out[4:]
+
+
+def _tpc_descriptor(kind: int, body: bytes) -> bytes:
+    body += bytes(-(len(body) + 4) % 4)  # descriptors are padded to a multiple of 4
+    return struct.pack(">HH", kind, len(body)) + body
+
+
+def vpd_third_party_copy(disk: ScsiDisk) -> bytes:
+    """Third-party Copy VPD page (SPC-4 7.8.17) for EXTENDED COPY(LID1): the commands and
+    service actions offered, the same limits as RECEIVE COPY OPERATING PARAMETERS, the
+    descriptor types, no CSCD IDs (LID1 names targets by descriptor index)."""
+    commands = b""
+    for opcode, sas in sorted(disk.table.by_sa.items()):
+        if opcode in (0x83, 0x84):
+            commands += bytes((opcode, len(sas), *sorted(sas)))
+    supported = bytes((len(commands),)) + commands
+    parameters = struct.pack(">4xHHII12x", MAX_TARGET_DESCRIPTORS, MAX_SEGMENT_DESCRIPTORS,
+                             MAX_DESCRIPTOR_LIST_LENGTH, 0)
+    codes = _DESCRIPTOR_CODES
+    general = struct.pack(">IIIBB18x", 1, MAX_HELD_RESULTS, max_segment_bytes(disk.block_size),
+                          disk._shift, 0)
+    body = (_tpc_descriptor(0x0001, supported) + _tpc_descriptor(0x0004, parameters)
+            + _tpc_descriptor(0x0008, bytes((len(codes),)) + codes)
+            + _tpc_descriptor(0x000C, bytes(2)) + _tpc_descriptor(0x8001, general))
+    return bytes((0, 0x8F)) + struct.pack(">H", len(body)) + body
 
 
 async def receive_copy_results(disk: ScsiDisk, cmd: ScsiCommand) -> ScsiResult:

@@ -75,8 +75,8 @@ class ControlRequests:
             self._events.append(TaskManagement(pdu.itt, fn, pdu.lun, pdu.ref_task_tag, [task]))
             return
         if fn in (TmfFunction.ABORT_TASK_SET, TmfFunction.CLEAR_TASK_SET, TmfFunction.LOGICAL_UNIT_RESET,
-                  TmfFunction.TARGET_WARM_RESET):
-            everything = fn == TmfFunction.TARGET_WARM_RESET
+                  TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET):
+            everything = fn in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET)
             running = []
             for task in list(self.tasks.values()):
                 if everything or task.lun == pdu.lun:

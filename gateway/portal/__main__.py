@@ -5,7 +5,11 @@
         --acl iqn.1994-05.com.redhat:client --chap user1234:password1234
     python -m gateway.portal --listen 127.0.0.1:3260 --rbd rbd/disk1 --ceph-conf /etc/ceph/ceph.conf
 
-LUNs are numbered in order: the RAM disks first, then the RBD images.
+LUNs are numbered in order: the RAM disks first, then the RBD images, then the read-only
+RBD images.  Two gateways of one target are two processes with their own TPG tags on the
+same images, e.g. ``--tpg 1 --alua-tpgs 1,2`` and ``--tpg 2 --alua-tpgs 1,2``: implicit ALUA
+with the owner's group (``--owner-tpg``, default the lowest tag) Active/Optimized; the owner
+takes the RBD exclusive lock at start, the other gateway takes it on its first write.
 
 The daemon (rbd-target-gw) configures the same registry from the cluster config instead.
 """
@@ -36,21 +40,41 @@ def _secret(text: str | None) -> ChapSecret | None:
     return ChapSecret(user, password)
 
 
+def _tags(text: str) -> list[int]:
+    return [int(t) for t in text.split(",") if t.strip()]
+
+
 def _endpoint(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host.strip("[]"), int(port)
 
 
+def alua_model(args: argparse.Namespace):
+    """The implicit ALUA model of ``--alua-tpgs`` (None: a single gateway, no ALUA)."""
+    if not args.alua_tpgs:
+        return None
+    from tcmu_handler.alua import implicit_model
+
+    return implicit_model(owner_tpg(args), {tag: (tag,) for tag in args.alua_tpgs})
+
+
+def owner_tpg(args: argparse.Namespace) -> int:
+    if args.owner_tpg is not None:
+        return args.owner_tpg
+    return min(args.alua_tpgs) if args.alua_tpgs else args.tpg
+
+
 def build_registry(args: argparse.Namespace, rbd_disks: list | None = None) -> TargetRegistry:
     registry = TargetRegistry()
-    units = [memory_disk(parse_size(size), block_size=args.block_size, name=f"ramdisk{i}")
+    units = [memory_disk(parse_size(size), block_size=args.block_size, name=f"ramdisk{i}",
+                         alua=alua_model(args))
              for i, size in enumerate(args.ramdisk or ([] if rbd_disks else ["64M"]))]
     disks = dict(enumerate(units + list(rbd_disks or [])))
     chap = None
     if args.chap:
         chap = ChapCredentials(_secret(args.chap), _secret(args.mutual_chap))
     portals = [PortalSpec(ip, port) for ip, port in map(_endpoint, args.listen)]
-    target = Target(iqn=args.target, tpgs={1: Tpg(1, portals, enabled=True)},
+    target = Target(iqn=args.target, tpgs={args.tpg: Tpg(args.tpg, portals, enabled=True)},
                     acl_enabled=bool(args.acl), chap=None if args.acl else chap,
                     luns=LunTable(dict(disks)),
                     controls=TargetControls.from_dict(dict(c.split("=", 1) for c in args.control)))
@@ -64,8 +88,10 @@ def build_registry(args: argparse.Namespace, rbd_disks: list | None = None) -> T
 
 
 async def open_rbd_disks(args: argparse.Namespace):
-    """Open every ``--rbd POOL/IMAGE`` as a disk owned by this portal (it takes the lock)."""
-    if not args.rbd:
+    """Open every ``--rbd POOL/IMAGE`` (then ``--read-only-rbd``) as a disk; the owner
+    gateway (this one unless ``--owner-tpg`` names another) takes the exclusive lock."""
+    specs = [(spec, False) for spec in args.rbd or []] + [(spec, True) for spec in args.read_only_rbd or []]
+    if not specs:
         return [], None
     import rados
 
@@ -77,12 +103,15 @@ async def open_rbd_disks(args: argparse.Namespace):
     cluster.connect(timeout=10)
     registry = LunRegistry()
     disks = []
-    for spec in args.rbd:
+    for spec, read_only in specs:
         pool, _, image = spec.partition("/")
         ioctx = cluster.open_ioctx(pool)
-        disks.append(await open_rbd_disk(DiskConfig(wwn=_wwn_of(ioctx, image)), pool=pool, image=image,
-                                         conf=args.ceph_conf, client_name=args.client_name,
-                                         registry=registry, reservation_ioctx=ioctx, owner=True))
+        config = DiskConfig(wwn=_wwn_of(ioctx, image), read_only=read_only, block_size=args.block_size,
+                            physical_block_size=args.physical_block_size)
+        disks.append(await open_rbd_disk(config, pool=pool, image=image, conf=args.ceph_conf,
+                                         client_name=args.client_name, alua=alua_model(args),
+                                         registry=registry, reservation_ioctx=ioctx,
+                                         owner=owner_tpg(args) == args.tpg and not read_only))
     return disks, cluster
 
 
@@ -98,7 +127,7 @@ async def serve(args: argparse.Namespace) -> None:
     server = PortalServer(registry, asyncio.get_running_loop())
     bound = [await server.listen(ip, port) for ip, port in map(_endpoint, args.listen)]
     # Port 0 means "any free port": the TPG announces and serves the ports actually bound.
-    registry.targets[args.target].tpgs[1].portals = [PortalSpec(ip, port) for ip, port in bound]
+    registry.targets[args.target].tpgs[args.tpg].portals = [PortalSpec(ip, port) for ip, port in bound]
     for ip, port in bound:
         print(f"listening on {ip}:{port} target {args.target}", flush=True)
     stop = asyncio.Event()
@@ -120,10 +149,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="portal address (repeatable; port 0 = any free port)")
     p.add_argument("--ramdisk", action="append", metavar="SIZE", help="a RAM disk LUN (repeatable)")
     p.add_argument("--rbd", action="append", metavar="POOL/IMAGE", help="an RBD image LUN (repeatable)")
+    p.add_argument("--read-only-rbd", action="append", metavar="POOL/IMAGE",
+                   help="an RBD image LUN that refuses writes (repeatable)")
     p.add_argument("--ceph-conf", default="/etc/ceph/ceph.conf", help="ceph.conf for --rbd")
     p.add_argument("--client-name", default="client.admin", help="CephX user for --rbd")
     p.add_argument("--block-size", type=int, default=512)
+    p.add_argument("--physical-block-size", type=int, metavar="BYTES",
+                   help="physical block size reported for RBD LUNs (e.g. 4096 on 512-byte blocks)")
     p.add_argument("--target", default=DEFAULT_IQN, help="target IQN")
+    p.add_argument("--tpg", type=int, default=1, metavar="TAG",
+                   help="TPG tag of this gateway's portals (also its relative port and ALUA group)")
+    p.add_argument("--alua-tpgs", type=_tags, metavar="TAG,TAG...",
+                   help="TPG tags of every gateway of the target: implicit ALUA")
+    p.add_argument("--owner-tpg", type=int, metavar="TAG",
+                   help="the gateway owning the disks (AO, takes the lock); default the lowest tag")
     p.add_argument("--acl", action="append", metavar="IQN", help="allowed initiator (enables ACLs)")
     p.add_argument("--chap", metavar="USER:PASSWORD", help="CHAP the initiator must prove")
     p.add_argument("--mutual-chap", metavar="USER:PASSWORD", help="CHAP the target proves (mutual)")

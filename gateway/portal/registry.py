@@ -199,6 +199,11 @@ class TargetRegistry:
             if rec.live is not None:
                 rec.live.apply_controls(controls)
 
+    def close_target_sessions(self, target_iqn: str, reason: str) -> None:
+        """End every session of a target on this gateway (TARGET COLD RESET)."""
+        for rec in self._sessions_of(target_iqn):
+            self._close(rec, reason)
+
     def set_discovery_auth(self, chap: ChapCredentials | None) -> None:
         self.discovery_chap = chap
 

@@ -273,12 +273,13 @@ class IscsiConnection(asyncio.BufferedProtocol):
                     await asyncio.wait([task.user], timeout=DRAIN_TIMEOUT)
                 response = TmfResponse.TASK_DOES_NOT_EXIST
         else:
-            if fn == TmfFunction.TARGET_WARM_RESET:
+            target_reset = fn in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET)
+            if target_reset:
                 units = list(set(table.luns.values()))
             else:
                 unit = table.lookup(ev.lun)
                 units = [unit] if unit is not None else []
-            if not units and fn != TmfFunction.TARGET_WARM_RESET:
+            if not units and not target_reset:
                 response = TmfResponse.LUN_DOES_NOT_EXIST
             else:
                 for unit in units:
@@ -286,8 +287,11 @@ class IscsiConnection(asyncio.BufferedProtocol):
                         unit.abort_task_set(rec.nexus)
                     else:
                         unit.lun_reset(rec.nexus)
-                # Every affected task is terminated for the initiator once we answer.
+                # Every affected task is terminated for the initiator once we answer, and a
+                # reset has reached the other gateways serving the units.
                 pending = [t.user for t in ev.running if t.user is not None and not t.user.done()]
+                if fn != TmfFunction.ABORT_TASK_SET and fn != TmfFunction.CLEAR_TASK_SET:
+                    pending += [self._spawn(unit.settle()) for unit in units if hasattr(unit, "settle")]
                 for task in ev.running:
                     conn.abort_running(task)
                 if pending:
@@ -298,6 +302,12 @@ class IscsiConnection(asyncio.BufferedProtocol):
         if not self.closing:
             conn.task_management_response(ev.itt, response)
             self._flush()
+            if fn == TmfFunction.TARGET_COLD_RESET:
+                # RFC 7143 11.5.1: after the response, every session of the target ends
+                # (this one after its response is out, the others at once).
+                self._flush_now()
+                self._close_after_flush()
+                self.registry.close_target_sessions(rec.target, "TARGET COLD RESET")
 
     async def _logout(self, ev: LogoutRequested) -> None:
         running = [t.user for t in self.conn.running_tasks() if t.user is not None]

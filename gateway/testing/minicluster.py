@@ -208,12 +208,14 @@ class MiniCluster:
     def rbd(self, *args: str, timeout: float = 60.0) -> str:
         return self._tool("rbd", *args, timeout=timeout)
 
-    def rados_connect(self, name: str = "client.admin"):
+    def rados_connect(self, name: str = "client.admin", op_timeout: float | None = None):
         """A connected ``rados.Rados`` handle (caller shuts it down)."""
         import rados
 
-        cluster = rados.Rados(conffile=str(self.conf_path), name=name,
-                              conf={"keyring": str(self.admin_keyring)})
+        conf = {"keyring": str(self.admin_keyring)}
+        if op_timeout is not None:
+            conf["rados_osd_op_timeout"] = str(op_timeout)
+        cluster = rados.Rados(conffile=str(self.conf_path), name=name, conf=conf)
         cluster.connect(timeout=10)
         return cluster
 
@@ -391,7 +393,8 @@ mgr initial modules =
         """A write and a read of an object in the pool both succeed."""
         def usable() -> bool:
             try:
-                r = self.rados_connect()
+                # A bounded op: a cluster whose OSD lost its PGs must fail, not hang.
+                r = self.rados_connect(op_timeout=5)
             except Exception:
                 return False
             try:

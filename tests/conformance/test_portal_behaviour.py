@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 
+import iscsi_client
 import pytest
 
 from gateway.iscsi.constants import RejectReason
 from gateway.iscsi.framing import frame
-from gateway.iscsi.initiator import CommandResult, Initiator, LoginOutcome
 from gateway.iscsi.pdu import NopIn, NopOut, Reject
 from gateway.portal.registry import ClientAcl, PortalSpec, Target, TargetControls, TargetRegistry, Tpg
 from gateway.portal.server import PortalServer
@@ -34,61 +34,9 @@ def write10(lba, blocks):
     return bytes([0x2A, 0]) + lba.to_bytes(4, "big") + b"\0" + blocks.to_bytes(2, "big") + b"\0"
 
 
-class Client:
-    """gateway.iscsi.initiator over an asyncio TCP connection."""
-
+class Client(iscsi_client.Client):
     def __init__(self, port: int, name: str = ALICE, **kw) -> None:
-        self.port = port
-        self.ini = Initiator(name, TARGET, **kw)
-        self.events: list = []
-        self.closed = False
-
-    async def connect(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(IP, self.port)
-
-    async def pump(self, until=lambda events: False, timeout: float = 5.0) -> list:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            out = self.ini.data_to_send()
-            if out:
-                self.writer.write(out)
-                await self.writer.drain()
-            while (ev := self.ini.next_event()) is not None:
-                self.events.append(ev)
-            if until(self.events):
-                return self.events
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return self.events
-            try:
-                data = await asyncio.wait_for(self.reader.read(1 << 20), remaining)
-            except TimeoutError:
-                return self.events
-            if not data:
-                self.closed = True
-                return self.events
-            self.ini.receive_data(data)
-
-    async def login(self) -> LoginOutcome:
-        await self.connect()
-        self.ini.start_login()
-        await self.pump(lambda evs: any(isinstance(e, LoginOutcome) for e in evs))
-        outcome = next(e for e in self.events if isinstance(e, LoginOutcome))
-        if outcome.status == (0, 0) and not self.ini.discovery:
-            # Consume the new nexus's POWER ON, RESET unit attention, as initiators do.
-            for _ in range(2):
-                if (await self.command(bytes(6))).status == 0:
-                    break
-        return outcome
-
-    async def command(self, cdb: bytes, **kw) -> CommandResult:
-        itt = self.ini.scsi(cdb, **kw)
-        await self.pump(lambda evs: any(isinstance(e, CommandResult) and e.itt == itt for e in evs))
-        return next(e for e in self.events if isinstance(e, CommandResult) and e.itt == itt)
-
-    def close(self) -> None:
-        self.writer.close()
+        super().__init__(IP, port, name, TARGET, **kw)
 
 
 @pytest.fixture
@@ -308,7 +256,33 @@ def test_task_management_through_the_portal(portal):
         reset = alice.ini.tmf(TmfFunction.LOGICAL_UNIT_RESET, lun=0)
         assert await answer(alice, reset) == TmfResponse.COMPLETE
         assert await answer(alice, alice.ini.tmf(TmfFunction.TARGET_WARM_RESET)) == TmfResponse.COMPLETE
+        # the reset is reported to every nexus, the one that asked for it included
+        ua = await alice.command(bytes(6))
+        assert ua.status == 2 and ua.sense[12:14] == bytes((0x29, 0x03))
         assert (await alice.command(bytes(6))).status == 0
         alice.close()
+
+    loop.run_until_complete(scenario())
+
+
+def test_target_cold_reset_answers_then_ends_every_session_of_the_target(portal):
+    loop, server, registry, port = portal
+    from gateway.iscsi.constants import TmfFunction, TmfResponse
+    from gateway.iscsi.pdu import TaskManagementResponse
+
+    async def scenario():
+        alice, bob = Client(port), Client(port, BOB)
+        assert (await alice.login()).status == (0, 0)
+        assert (await bob.login()).status == (0, 0)
+        itt = alice.ini.tmf(TmfFunction.TARGET_COLD_RESET)
+        await alice.pump(lambda evs: alice.closed)
+        rsp = [e for e in alice.events if isinstance(e, TaskManagementResponse) and e.itt == itt]
+        assert rsp and rsp[0].response == TmfResponse.COMPLETE and alice.closed
+        await bob.pump(lambda evs: bob.closed)
+        assert bob.closed and server.sessions() == []
+        # a new login works, and sees the reset
+        carol = Client(port, BOB)
+        assert (await carol.login()).status == (0, 0)
+        carol.close()
 
     loop.run_until_complete(scenario())

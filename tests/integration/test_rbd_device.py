@@ -63,12 +63,9 @@ def test_device_writes_are_the_image_data_and_image_writes_are_device_data(ceph_
     async def go():
         disk, backend, run = await make_disk(ceph_cluster, rbd_image, lock=True)
         payload = os.urandom(64 * BS)
-        assert (await run(rw10(0x2A, 100, 64), payload)).status == Status.BUSY  # takes the lock first
-        for _ in range(200):
-            if disk.lock.state is LockState.LOCKED:
-                break
-            await asyncio.sleep(0.01)
+        # the first write takes the exclusive lock, then runs
         assert (await run(rw10(0x2A, 100, 64), payload)).status == Status.GOOD
+        assert disk.lock.state is LockState.LOCKED
         await backend.close()
         with rbd.Image(ioctx, rbd_image) as img:
             assert img.read(100 * BS, 64 * BS) == payload
@@ -135,19 +132,22 @@ def test_takeover_breaks_the_lock_and_fences_the_old_owner(ceph_cluster, rbd_ima
         assert await d1.lock.acquire()
         assert (await run1(rw10(0x2A, 0, 1), b"1" * BS)).status == Status.GOOD
         assert (await d2.lock.owners()) == await b1.lock_owners()
-        # failover: a write through gateway 2 answers BUSY while it takes the lock
-        assert (await run2(rw10(0x2A, 0, 1), b"2" * BS)).status == Status.BUSY
-        assert await d2.lock.acquire()
+        # failover: a write through gateway 2 waits while it takes the lock, then runs
         assert (await run2(rw10(0x2A, 0, 1), b"2" * BS)).status == Status.GOOD
-        # gateway 1 was blocklisted: its write fails, is answered BUSY and counted as lock lost
-        assert (await run1(rw10(0x2A, 0, 1), b"1" * BS)).status == Status.BUSY
+        assert d2.stats.lock_acquired == 1 and d2.lock.state is LockState.LOCKED
+        # gateway 1 was blocklisted: the lock is lost; a read reconnects and sees gateway 2's data
+        assert not await d1.lock.verify()
         assert d1.stats.lock_lost == 1 and d1.lock.state is LockState.UNLOCKED
-        r = await run2(rw10(0x28, 0, 1))
-        assert bytes(r.data) == b"2" * BS
-        # failing back: gateway 1 reopens with a new RADOS client and takes the lock back
-        assert await d1.lock.acquire()
+        r = await run1(rw10(0x28, 0, 1))
+        assert r.status == Status.GOOD and bytes(r.data) == b"2" * BS
+        # failing back: a write through gateway 1 takes the lock back with its new client
         assert (await run1(rw10(0x2A, 0, 1), b"1" * BS)).status == Status.GOOD
-        assert d1.stats.lock_acquired == 2 and d2.stats.lock_acquired == 1
+        assert d1.stats.lock_acquired == 2 and d1.stats.busy == d2.stats.busy == 0
+        # and gateway 2, fenced in turn, does the same on its next write
+        assert (await run2(rw10(0x2A, 0, 1), b"2" * BS)).status == Status.GOOD
+        assert d2.stats.lock_lost == 1 and d2.stats.lock_acquired == 2
+        r = await run1(rw10(0x28, 0, 1))
+        assert r.status == Status.GOOD and bytes(r.data) == b"2" * BS
     asyncio.run(go())
 
 

@@ -210,7 +210,6 @@ def test_abort_of_unknown_task_reports_task_does_not_exist():
 
 
 @pytest.mark.parametrize("function,response", [(TmfFunction.CLEAR_ACA, TmfResponse.NOT_SUPPORTED),
-                                               (TmfFunction.TARGET_COLD_RESET, TmfResponse.NOT_SUPPORTED),
                                                (TmfFunction.TASK_REASSIGN,
                                                 TmfResponse.REASSIGN_NOT_SUPPORTED)])
 def test_unsupported_task_management_functions_are_answered(function, response):
@@ -218,6 +217,16 @@ def test_unsupported_task_management_functions_are_answered(function, response):
     pair.ini.tmf(function)
     rsp = [e for e in pair.pump() if isinstance(e, TaskManagementResponse)]
     assert rsp[0].response == response
+
+
+def test_target_cold_reset_aborts_every_task_and_goes_to_the_portal():
+    pair = logged_in(auto=False, initiator_kw={"keys": {"ImmediateData": "No", "InitialR2T": "Yes"}})
+    pair.ini._send_data = lambda *a, **k: None
+    itt = pair.ini.scsi(write10(0, 8), write=b"w" * 8 * BS)
+    pair.pump()
+    pair.ini.tmf(TmfFunction.TARGET_COLD_RESET)
+    pair.pump()
+    assert pair.tmfs[-1].function == TmfFunction.TARGET_COLD_RESET and itt not in pair.conn.tasks
 
 
 def test_lun_reset_aborts_tasks_still_collecting_data():

@@ -103,15 +103,17 @@ CASES = [
     bad("inquiry-page-without-evpd", struct.pack(">BBBHB", 0x12, 0, 1, 255, 0), pointer=(2, None)),
     bad("inquiry-cmddt-refused", inquiry(b1=0x02), pointer=(1, 1)),
     Case("vpd-supported-pages", inquiry(0x00),
-         data=bytes((0, 0, 0, 7, 0, 0x80, 0x83, 0x86, 0xB0, 0xB1, 0xB2))),
+         data=bytes((0, 0, 0, 8, 0, 0x80, 0x83, 0x86, 0x8F, 0xB0, 0xB1, 0xB2))),
     Case("vpd-serial", inquiry(0x80), data=bytes((0, 0x80, 0, 36)) + b"4fc1071d-7e2f-4df0-95c8-925a6ea8b3c1"),
     Case("vpd-device-identification-naa", inquiry(0x83), check=lambda d: (
         d[1] == 0x83 and d[4:8] == bytes((0x01, 0x03, 0, 16))
         and d[8:24] == bytes.fromhex("60014054fc1071d7e2f4df095c8925a6"))),
     Case("vpd-extended-inquiry", inquiry(0x86), check=lambda d: d[1] == 0x86 and d[3] == 0x3C and d[5] == 1),
     Case("vpd-block-limits", inquiry(0xB0), check=lambda d: (
-        len(d) == 64 and d[3] == 0x3C and d[4] & 1 and d[5] == 1
-        and struct.unpack_from(">I", d, 8)[0] == 1024 and struct.unpack_from(">I", d, 20)[0] > 0
+        len(d) == 64 and d[3] == 0x3C and not d[4] & 1 and d[5] == 1  # WSNZ=0, MAX CAW LENGTH 1
+        and struct.unpack_from(">III", d, 8) == (1024, 1024, 1024)  # hw_max_sectors
+        and struct.unpack_from(">Q", d, 36)[0] == min(0xFFFF, struct.unpack_from(">I", d, 20)[0])
+        and struct.unpack_from(">I", d, 20)[0] > 0
         and struct.unpack_from(">I", d, 24)[0] == 256 and d[32] & 0x80)),
     Case("vpd-block-device-characteristics", inquiry(0xB1), check=lambda d: d[1] == 0xB1 and d[3] == 0x3C),
     Case("vpd-logical-block-provisioning", inquiry(0xB2), data=bytes((0, 0xB2, 0, 4, 0, 0xE4, 0x02, 0))),
@@ -167,7 +169,8 @@ CASES = [
     Case("read10-dpo-fua", rw10(0x28, 0, 1, b1=0x18), data=ZERO),
     bad("read10-rdprotect", rw10(0x28, 0, 1, b1=0x20), pointer=(1, 5)),
     bad("read10-rarc", rw10(0x28, 0, 1, b1=0x04), pointer=(1, 2)),
-    bad("read10-over-max-transfer", rw10(0x28, 0, 1025), pointer=(7, None)),
+    # hw_max_sectors (1024) is what VPD B0 advertises; up to the data area is accepted
+    Case("read10-beyond-hw-max-sectors", rw10(0x28, 0, 1025), data=ZERO * 1025),
     Case("read10-group-number-ignored", rw10(0x28, 0, 1, group=3), data=ZERO),
     Case("read12", rw12(0xA8, LAST, 1), setup=[wr(LAST, B)], data=B),
     bad("read12-beyond-end", rw12(0xA8, LAST, 2), sense=LBA_OOB),
@@ -239,8 +242,11 @@ CASES = [
     Case("write-same10", rw10(0x41, 10, 3), A, after=(10, A * 3), transfer_length=BS),
     Case("write-same10-unmap-zeroes", rw10(0x41, 10, 3, b1=0x08), ZERO, setup=[wr(10, B * 3)],
          after=(10, ZERO * 3)),
-    Case("write-same10-unmap-with-data-writes-it", rw10(0x41, 10, 2, b1=0x08), A, after=(10, A * 2)),
-    bad("write-same10-zero-blocks-wsnz", rw10(0x41, 0, 0), A, pointer=(7, None)),
+    Case("write-same10-unmap-deallocates-whatever-the-data", rw10(0x41, 10, 2, b1=0x08), A,
+         setup=[wr(10, B * 2)], after=(10, ZERO * 2)),
+    Case("write-same10-zero-blocks-to-the-last-lba", rw10(0x41, LAST - 2, 0), A,
+         after=(LAST - 3, ZERO + A * 3)),
+    bad("write-same10-zero-blocks-past-end", rw10(0x41, BLOCKS, 0), A, sense=LBA_OOB),
     bad("write-same10-anchor", rw10(0x41, 0, 1, b1=0x18), ZERO, pointer=(1, 4)),
     bad("write-same10-wrprotect", rw10(0x41, 0, 1, b1=0x20), ZERO, pointer=(1, 5)),
     bad("write-same10-beyond-end", rw10(0x41, LAST, 2), A, sense=LBA_OOB),
@@ -249,7 +255,9 @@ CASES = [
     Case("write-same16", rw16(0x93, LAST - 1, 2), B, after=(LAST - 1, B * 2)),
     Case("write-same16-ndob", rw16(0x93, 10, 2, b1=0x09), setup=[wr(10, A * 2)], after=(10, ZERO * 2),
          transfer_length=0),
-    bad("write-same16-zero-blocks-wsnz", rw16(0x93, 0, 0), A, pointer=(10, None)),
+    Case("write-same16-zero-blocks-unmap-to-the-last-lba", rw16(0x93, LAST - 1, 0, b1=0x08), ZERO,
+         setup=[wr(LAST - 2, A * 3)], after=(LAST - 2, A + ZERO * 2)),
+    bad("write-same16-over-65535-blocks", rw16(0x93, 0, 0x10000), A, pointer=(10, None)),
     bad("write-same16-too-many-blocks", rw16(0x93, 0, 0x10000000), A, pointer=(10, None)),
     bad("write-same16-beyond-end", rw16(0x93, BLOCKS, 1), A, sense=LBA_OOB),
     # -- UNMAP ----------------------------------------------------------------------------------------

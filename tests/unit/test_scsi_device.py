@@ -77,7 +77,9 @@ def test_resize_reports_capacity_data_has_changed_and_new_capacity():
     run(go())
 
 
-def test_lun_reset_aborts_tasks_and_raises_unit_attention_on_other_nexuses():
+def test_lun_reset_aborts_tasks_and_raises_unit_attention_on_every_nexus():
+    """SAM-5 6.3.1: BUS DEVICE RESET FUNCTION OCCURRED for every I_T nexus, the one that
+    sent the reset included (libiscsi's MultipathIO.Reset checks each path)."""
     async def go():
         h = Harness()
         await h.ready(N1, N2)
@@ -87,8 +89,9 @@ def test_lun_reset_aborts_tasks_and_raises_unit_attention_on_other_nexuses():
         h.disk.lun_reset(N1)
         h.backend.gate.set()
         assert (await pending).status == Status.TASK_ABORTED
-        good(await h.run(cdb6(0x00), nexus=N1))
-        assert check(await h.run(cdb6(0x00), nexus=N2)).code == (6, 0x29, 0x03)
+        for nexus in (N1, N2):
+            assert check(await h.run(cdb6(0x00), nexus=nexus)).code == (6, 0x29, 0x03)
+            good(await h.run(cdb6(0x00), nexus=nexus))
     run(go())
 
 
@@ -402,38 +405,75 @@ async def _until_locked(h: Harness) -> None:
     raise AssertionError(h.disk.lock.state)
 
 
-def test_first_write_on_non_owner_answers_busy_then_takes_the_lock():
+def test_first_write_on_non_owner_waits_for_the_lock_then_runs():
     async def go():
         gw1, _gw2 = _lock_pair()
         await gw1.ready()
         good(await gw1.run(rw10(0x28, 0, 1)))  # reads never take the lock
         assert gw1.disk.lock.state is LockState.UNLOCKED
-        assert (await gw1.run(rw10(0x2A, 0, 1), A)).status == Status.BUSY
-        await _until_locked(gw1)
         good(await gw1.run(rw10(0x2A, 0, 1), A))
-        assert gw1.disk.stats.lock_acquired == 1 and gw1.disk.stats.busy == 1
+        assert gw1.disk.lock.state is LockState.LOCKED
+        assert gw1.disk.stats.lock_acquired == 1 and gw1.disk.stats.busy == 0
     run(go())
 
 
-def test_takeover_fences_the_old_owner_whose_writes_then_get_busy():
+def test_write_is_busy_when_the_lock_does_not_arrive_within_write_wait():
+    async def go():
+        gw1, _gw2 = _lock_pair()
+        await gw1.ready()
+        release = asyncio.Event()
+        real_acquire = gw1.backend.lock_acquire
+
+        async def slow_acquire():
+            await release.wait()
+            await real_acquire()
+        gw1.backend.lock_acquire = slow_acquire
+        gw1.disk.lock.write_wait = 0.01
+        assert (await gw1.run(rw10(0x2A, 0, 1), A)).status == Status.BUSY
+        assert gw1.disk.stats.busy == 1
+        release.set()
+        await _until_locked(gw1)
+        good(await gw1.run(rw10(0x2A, 0, 1), A))
+    run(go())
+
+
+def test_takeover_fences_the_old_owner_which_takes_the_lock_back_on_its_next_write():
+    """Writes alternating between two gateways (libiscsi's MultipathIO, initiators of a
+    cluster on different paths) all succeed: each move fences the previous owner, whose
+    next write fails inside the device, reconnects, takes the lock back and runs again."""
     async def go():
         gw1, gw2 = _lock_pair()
         await gw1.ready()
         await gw2.ready()
         await gw1.disk.lock.acquire()
         good(await gw1.run(rw10(0x2A, 0, 1), A))
-        assert (await gw2.run(rw10(0x2A, 0, 1), b"B" * BS)).status == Status.BUSY  # failover write
-        await _until_locked(gw2)
-        good(await gw2.run(rw10(0x2A, 0, 1), b"B" * BS))
-        # gw1 was blocklisted by the takeover: its next write fails, the lock is marked lost
-        assert (await gw1.run(rw10(0x2A, 0, 1), A)).status == Status.BUSY
-        assert gw1.disk.stats.lock_lost == 1 and gw1.disk.lock.state is not LockState.LOCKED
+        good(await gw2.run(rw10(0x2A, 0, 1), b"B" * BS))  # failover write: the lock moves
+        assert gw2.disk.stats.lock_acquired == 1
         assert bytes(good(await gw2.run(rw10(0x28, 0, 1))).data) == b"B" * BS
-        # failing back: the next write through gw1 reopens with a new client and takes the lock
-        assert (await gw1.run(rw10(0x2A, 0, 1), A)).status == Status.BUSY
-        await _until_locked(gw1)
         good(await gw1.run(rw10(0x2A, 0, 1), A))
-        assert (await gw2.run(rw10(0x2A, 0, 1), A)).status == Status.BUSY
+        assert gw1.disk.stats.lock_lost == 1 and gw1.disk.stats.lock_acquired == 2
+        assert gw1.backend.reopens == 1
+        assert bytes(good(await gw2.run(rw10(0x28, 0, 1))).data) == A
+        good(await gw2.run(rw10(0x2A, 0, 1), b"B" * BS))
+        assert gw1.disk.stats.busy == gw2.disk.stats.busy == 0
+    run(go())
+
+
+def test_compare_and_write_alternating_between_gateways_stays_atomic():
+    async def go():
+        gw1, gw2 = _lock_pair()
+        await gw1.ready()
+        await gw2.ready()
+        caw = struct.pack(">BBQ3xBBB", 0x89, 0, 0, 1, 0, 0)
+        good(await gw1.run(rw10(0x2A, 0, 1), bytes(BS)))
+        value = bytes(BS)
+        for i in range(6):
+            gw = (gw1, gw2)[i % 2]
+            new = bytes([i + 1]) * BS
+            good(await gw.run(caw, value + new))
+            assert check(await gw.run(caw, value + new)).code == (0xE, 0x1D, 0)  # old value gone
+            value = new
+        assert bytes(good(await gw1.run(rw10(0x28, 0, 1))).data) == value
     run(go())
 
 
@@ -558,12 +598,66 @@ def test_a_fenced_gateway_reconnects_so_reads_work_again_without_taking_the_lock
         await gw2.ready()
         await gw1.disk.lock.acquire()
         await gw2.disk.lock.acquire()  # takeover: gw1's client is blocklisted
-        assert (await gw1.run(rw10(0x28, 0, 1))).status == Status.BUSY
-        for _ in range(100):
-            if gw1.backend.reopens:
-                break
-            await asyncio.sleep(0.001)
-        good(await gw1.run(rw10(0x28, 0, 1)))
+        good(await gw1.run(rw10(0x28, 0, 1)))  # fails once inside, reconnects, reads again
+        assert gw1.backend.reopens == 1 and gw1.disk.stats.busy == 0
         assert gw1.disk.lock.state is not LockState.LOCKED
         assert await gw2.disk.lock.verify()  # the read did not move the lock
     run(go())
+
+
+# -- transfer and WRITE SAME limits on a disk with RBD's object size ------------------------------------
+def _rbd_sized(blocks: int, **config) -> Harness:
+    return Harness(backend=MemoryBackend(blocks * BS, granularity=4096, object_size=4 << 20), **config)
+
+
+def test_transfers_beyond_hw_max_sectors_run_up_to_the_data_area():
+    """VPD B0 advertises hw_max_sectors; like LIO with TCMU, a larger READ/WRITE still runs
+    while it fits the data area (max_data_area_mb), and only a larger one is refused."""
+    async def go():
+        h = _rbd_sized(4096, hw_max_sectors=256, max_data_area_mb=1)  # 128 KiB advertised, 1 MiB area
+        await h.ready()
+        b0 = good(await h.run(inquiry(0xB0))).data
+        assert struct.unpack_from(">II", b0, 8) == (256, 256)
+        payload = bytes(range(256)) * (2048 * BS // 256)
+        good(await h.run(struct.pack(">BBQIBB", 0x8A, 0, 0, 2048, 0, 0), payload))
+        assert bytes(good(await h.run(struct.pack(">BBQIBB", 0x88, 0, 0, 2048, 0, 0))).data) == payload
+        for op in (0x88, 0x8A):
+            r = await h.run(struct.pack(">BBQIBB", op, 0, 0, 2049, 0, 0), payload + A if op == 0x8A else None)
+            s = check(r)
+            assert s.code == (5, 0x24, 0) and (s.field, s.bit) == (10, None)
+    run(go())
+
+
+def test_write_same_length_is_65535_blocks_and_zero_means_to_the_last_lba():
+    async def go():
+        h = _rbd_sized(70000)
+        await h.ready()
+        b0 = good(await h.run(inquiry(0xB0))).data
+        assert struct.unpack_from(">Q", b0, 36)[0] == 0xFFFF and not b0[4] & 1  # WSNZ=0
+        r = await h.run(struct.pack(">BBQIBB", 0x93, 0x08, 0, 0x10000, 0, 0), bytes(BS))
+        assert check(r).code == (5, 0x24, 0)
+        good(await h.run(struct.pack(">BBQIBB", 0x93, 0x08, 0, 0xFFFF, 0, 0), bytes(BS)))
+        # zero blocks: from the LBA to the end, refused while that is more than 65535 blocks
+        assert check(await h.run(struct.pack(">BBQIBB", 0x93, 0, 0, 0, 0, 0), A)).code == (5, 0x24, 0)
+        good(await h.run(struct.pack(">BBQIBB", 0x93, 0, 70000 - 3, 0, 0, 0), A))
+        assert bytes(good(await h.run(rw10(0x28, 70000 - 4, 4))).data) == bytes(BS) + A * 3
+        r = await h.run(struct.pack(">BBQIBB", 0x93, 0, 70000, 0, 0, 0), A)
+        assert check(r).code == (5, 0x21, 0)
+    run(go())
+
+
+def test_physical_block_size_is_reported_as_lbppbe():
+    async def go():
+        for pbs, exponent in ((None, 0), (4096, 3)):
+            h = Harness(physical_block_size=pbs)
+            await h.ready()
+            r = good(await h.run(sa16(0x9E, 0x10)))
+            assert r.data[13] & 0x0F == exponent and r.data[14] & 0xC0 == 0xC0
+    run(go())
+
+
+def test_physical_block_size_must_be_a_power_of_two_not_below_the_block_size():
+    import pytest
+    for bad in (256, 3000, 1 << 17):
+        with pytest.raises(ValueError):
+            DiskConfig(wwn="x", physical_block_size=bad)

@@ -285,7 +285,7 @@ def test_a_command_right_after_nexus_loss_sees_the_reserve6_released():
         good(await h.run(cdb6(0x16), nexus=N1))
         h.disk.nexus_lost(N1)
         good(await h.run(cdb6(0x16), nexus=N2))
-        assert not h.disk.reservations.pending
+        assert not h.disk.reservations.settling
     run(go())
 
 
@@ -388,4 +388,52 @@ def test_daemon_can_release_reserve6_held_through_a_dead_gateway():
         assert await h.disk.reservations.release_spc2_of_ports({"other,t,0x9"}) is False
         assert await h.disk.reservations.release_spc2_of_ports({N1.target_port}) is True
         good(await h.run(cdb6(0x16), nexus=N2))
+    run(go())
+
+
+class SlowStore(MemoryReservationStore):
+    """A store whose writes take a while (a RADOS round trip, a notify to the other gateways)."""
+
+    async def update(self, mutate):
+        await asyncio.sleep(0.05)
+        return await super().update(mutate)
+
+
+@pytest.mark.parametrize("how", ["lun_reset", "nexus_lost"])
+def test_a_release_in_flight_is_seen_by_the_very_next_command(how):
+    """libiscsi's Reserve6.Logout: the initiator logs out and at once RESERVEs from another
+    nexus; the release started by the nexus loss must land before that RESERVE is judged."""
+    async def go():
+        h = Harness(store=SlowStore())
+        await h.ready(N1, N2)
+        good(await h.run(cdb6(0x16), nexus=N1))
+        getattr(h.disk, how)(N1)
+        r = await h.run(cdb6(0x16), nexus=N2)
+        if how == "lun_reset":
+            assert check(r).code == (6, 0x29, 0x03)
+            r = await h.run(cdb6(0x16), nexus=N2)
+        good(r)
+        assert not h.disk.reservations.settling
+    run(go())
+
+
+def test_lun_reset_through_one_gateway_reaches_the_nexuses_of_the_other():
+    """SAM-5: a LOGICAL UNIT RESET aborts every task of the logical unit and raises BUS
+    DEVICE RESET FUNCTION OCCURRED for every nexus -- also those on another gateway."""
+    async def go():
+        store = MemoryReservationStore()
+        gw1 = Harness(store=store)
+        gw2 = Harness(store=store, backend=gw1.backend.peer())
+        await gw1.ready(N1)
+        await gw2.ready(N1_GW2, N2)
+        gw2.backend.gate = asyncio.Event()
+        running = asyncio.create_task(gw2.run(rw10(0x28, 0, 1), nexus=N2, tag=9))
+        await asyncio.sleep(0.01)
+        gw1.disk.lun_reset(N1)
+        await gw1.disk.reservations.settle()
+        gw2.backend.gate.set()
+        assert (await running).status == Status.TASK_ABORTED
+        for h, nexus in ((gw1, N1), (gw2, N1_GW2), (gw2, N2)):
+            assert check(await h.run(cdb6(0x00), nexus=nexus)).code == (6, 0x29, 0x03)
+            good(await h.run(cdb6(0x00), nexus=nexus))  # once: the gateway that reset is not told twice
     run(go())

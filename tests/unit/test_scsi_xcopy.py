@@ -3,11 +3,14 @@ ReceiveCopyResults suites drive them, plus copies between two disks."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import struct
 
 from scsi_support import BLOCKS, BS, N1, Harness, check, good, run, rw10, rw16
 
 from tcmu_handler.api import Status
+from tcmu_handler.backends.base import BackendError
 from tcmu_handler.config import naa_from_wwn
 from tcmu_handler.xcopy import MAX_DESCRIPTOR_LIST_LENGTH, MAX_SEGMENT_DESCRIPTORS, MAX_TARGET_DESCRIPTORS
 
@@ -26,6 +29,12 @@ def target(naa: bytes, code: int = 0xE4, lu_id_type: int = 0, block_size: int = 
 
 def segment(src: int, dst: int, blocks: int, src_lba: int, dst_lba: int, code: int = 0x02) -> bytes:
     return struct.pack(">BBHHHxxHQQ", code, 0, 0x18, src, dst, blocks, src_lba, dst_lba)
+
+
+def offset_segment(src: int, dst: int, nbytes: int, src_lba: int, dst_lba: int, src_off: int = 0,
+                   dst_off: int = 0) -> bytes:
+    """Block device to block device with offset (0Ah)."""
+    return struct.pack(">BBHHHIQQHH", 0x0A, 0, 0x1C, src, dst, nbytes, src_lba, dst_lba, src_off, dst_off)
 
 
 def param_list(targets: list[bytes], segments: list[bytes], list_id: int = 1, usage: int = 0) -> bytes:
@@ -143,10 +152,10 @@ def test_receive_copy_results_operating_parameters():
         h = Harness()
         await h.ready()
         d = bytes(good(await h.run(rcr_cdb(3))).data)
-        assert struct.unpack_from(">I", d)[0] == len(d) - 4 and len(d) == 46
-        assert struct.unpack_from(">HHI", d, 8) == (MAX_TARGET_DESCRIPTORS, MAX_SEGMENT_DESCRIPTORS,
-                                                    MAX_DESCRIPTOR_LIST_LENGTH)
-        assert d[43] == 2 and d[44:46] == bytes((0x02, 0xE4))
+        assert struct.unpack_from(">I", d)[0] == len(d) - 4 and len(d) == 47
+        assert struct.unpack_from(">HHII", d, 8) == (MAX_TARGET_DESCRIPTORS, MAX_SEGMENT_DESCRIPTORS,
+                                                     MAX_DESCRIPTOR_LIST_LENGTH, 0xFFFF * BS)
+        assert d[43] == 3 and d[44:47] == bytes((0x02, 0x0A, 0xE4))
     run(go())
 
 
@@ -164,11 +173,125 @@ def test_copy_status_only_for_held_list_ids_of_this_nexus():
     run(go())
 
 
-def test_copy_refused_when_the_destination_is_busy_taking_the_lock():
+def test_copy_waits_for_the_destination_lock_and_is_busy_when_it_does_not_come():
     async def go():
         from tcmu_handler.backends.memory import MemoryBackend
         h = Harness(backend=MemoryBackend(BLOCKS * BS, supports_lock=True))
         await h.ready()
+        good(await xcopy(h, param_list([target(h.disk.naa)], [segment(0, 0, 8, 0, 8)])))
+        assert h.disk.stats.lock_acquired == 1
+        # another gateway takes the lock; this one cannot get it back in time
+        stuck = asyncio.Event()
+
+        async def acquire_never():
+            await stuck.wait()
+        h.backend.lock_acquire = acquire_never
+        h.backend.image.locks.owner = "client.other"
+        h.disk.lock.lost(BackendError(errno.ESHUTDOWN, "write"))
+        h.disk.lock.write_wait = 0.01
         r = await xcopy(h, param_list([target(h.disk.naa)], [segment(0, 0, 8, 0, 8)]))
         assert r.status == Status.BUSY
+        stuck.set()
+    run(go())
+
+
+def _tpc_descriptors(page: bytes) -> dict[int, bytes]:
+    assert page[1] == 0x8F and struct.unpack_from(">H", page, 2)[0] == len(page) - 4
+    out, pos = {}, 4
+    while pos < len(page):
+        kind, length = struct.unpack_from(">HH", page, pos)
+        assert (length + 4) % 4 == 0
+        out[kind] = page[pos + 4:pos + 4 + length]
+        pos += 4 + length
+    assert pos == len(page)
+    return out
+
+
+def test_third_party_copy_vpd_page_lists_the_lid1_commands_and_limits():
+    async def go():
+        h = Harness()
+        await h.ready()
+        page = bytes(good(await h.run(bytes((0x12, 1, 0x8F, 4, 0, 0)))).data)
+        d = _tpc_descriptors(page)
+        assert set(d) == {0x0001, 0x0004, 0x0008, 0x000C, 0x8001}
+        n = d[0x0001][0]
+        assert d[0x0001][1:1 + n] == bytes((0x83, 1, 0x00, 0x84, 2, 0x00, 0x03))
+        assert struct.unpack_from(">HHII", d[0x0004], 4) == (
+            MAX_TARGET_DESCRIPTORS, MAX_SEGMENT_DESCRIPTORS, MAX_DESCRIPTOR_LIST_LENGTH, 0)
+        assert d[0x0008][:4] == bytes((3, 0x02, 0x0A, 0xE4))
+        assert struct.unpack_from(">IIIB", d[0x8001], 0)[2:] == (0xFFFF * BS, 9)
+    run(go())
+
+
+def test_without_a_registry_there_is_no_copy_page_nor_3pc():
+    async def go():
+        from tcmu_handler.backends.memory import MemoryBackend
+        from tcmu_handler.config import DiskConfig
+        from tcmu_handler.disk import ScsiDisk
+        disk = ScsiDisk(DiskConfig(wwn="x"), MemoryBackend(1 << 20))
+        h = Harness()
+        h.disk, h.table.luns[0] = disk, disk
+        await h.ready()
+        pages = bytes(good(await h.run(bytes((0x12, 1, 0, 0, 255, 0)))).data)
+        assert 0x8F not in pages[4:]
+        assert check(await h.run(bytes((0x12, 1, 0x8F, 0, 255, 0)))).code == (5, 0x24, 0)
+        assert not good(await h.run(bytes((0x12, 0, 0, 0, 36, 0)))).data[5] & 0x08
+    run(go())
+
+
+def test_offset_segment_copies_whole_blocks():
+    async def go():
+        h = Harness()
+        await h.ready()
+        data = bytes(range(256)) * (64 * BS // 256)
+        good(await h.run(rw16(0x8A, 0, 64), data))
+        good(await xcopy(h, param_list([target(h.disk.naa)], [offset_segment(0, 0, 64 * BS, 0, 1000)])))
+        assert bytes(good(await h.run(rw16(0x88, 1000, 64))).data) == data
+    run(go())
+
+
+def test_offset_segment_copies_bytes_inside_blocks_and_keeps_the_rest_of_the_edge_blocks():
+    async def go():
+        h = Harness()
+        await h.ready()
+        src = bytes((i * 7) & 0xFF for i in range(8 * BS))
+        good(await h.run(rw16(0x8A, 0, 8), src))
+        good(await h.run(rw16(0x8A, 100, 8), b"D" * 8 * BS))
+        nbytes = 5 * BS + 77
+        seg = offset_segment(0, 0, nbytes, 1, 101, src_off=3, dst_off=200)
+        good(await xcopy(h, param_list([target(h.disk.naa)], [seg])))
+        got = bytes(good(await h.run(rw16(0x88, 100, 8))).data)
+        start = BS + 200
+        assert got[:start] == b"D" * start
+        assert got[start:start + nbytes] == src[BS + 3:BS + 3 + nbytes]
+        assert got[start + nbytes:] == b"D" * (8 * BS - start - nbytes)
+    run(go())
+
+
+def test_offset_segment_longer_than_maximum_segment_length_is_refused():
+    async def go():
+        h = Harness()
+        await h.ready()
+        seg = offset_segment(0, 0, 0xFFFF * BS + 1, 0, 0)
+        r = check(await xcopy(h, param_list([target(h.disk.naa)], [seg])))
+        assert r.code == (5, 0x26, 0) and (r.in_cdb, r.field) == (False, 16 + 32 + 8)
+        seg = offset_segment(0, 0, BS, 0, 0, dst_off=BS)
+        assert check(await xcopy(h, param_list([target(h.disk.naa)], [seg]))).code == (5, 0x26, 0)
+    run(go())
+
+
+def test_offset_segment_overlapping_forward_within_one_disk():
+    """Several 1 MiB chunks copied from the end, so no chunk reads what another wrote."""
+    async def go():
+        h = Harness(blocks=8192)
+        await h.ready()
+        data = bytes((i * 13 + i // 512) & 0xFF for i in range(5000 * BS))
+        for lba in range(0, 5000, 1000):
+            good(await h.run(rw16(0x8A, lba, 1000), data[lba * BS:(lba + 1000) * BS]))
+        nbytes = 5000 * BS - 100
+        seg = offset_segment(0, 0, nbytes, 0, 300, dst_off=100)
+        good(await xcopy(h, param_list([target(h.disk.naa)], [seg])))
+        got = b"".join([bytes(good(await h.run(rw16(0x88, lba, 1000))).data)
+                        for lba in range(300, 5300, 1000)])
+        assert got[100:100 + nbytes] == data[:nbytes]
     run(go())
