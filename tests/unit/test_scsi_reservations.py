@@ -268,27 +268,6 @@ def test_reserve6_is_released_by_lun_reset_and_nexus_loss(how):
     run(go())
 
 
-class SlowStore(MemoryReservationStore):
-    """A store whose updates take a while, as RADOS does."""
-
-    async def update(self, mutate):
-        await asyncio.sleep(0.05)
-        return await super().update(mutate)
-
-
-def test_a_command_right_after_nexus_loss_sees_the_reserve6_released():
-    """libiscsi Reserve6.Logout: the holder logs out and the other initiator's RESERVE follows
-    at once; it must not race the release on its way to the (slow) store."""
-    async def go():
-        h = Harness(store=SlowStore())
-        await h.ready(N1, N2)
-        good(await h.run(cdb6(0x16), nexus=N1))
-        h.disk.nexus_lost(N1)
-        good(await h.run(cdb6(0x16), nexus=N2))
-        assert not h.disk.reservations.settling
-    run(go())
-
-
 def test_persistent_registration_blocks_reserve6():
     async def go():
         h = await setup_two()
