@@ -69,8 +69,11 @@ def test_gateways_of_a_target_in_ceph_iscsi_shape(api_env):
     c = api_env.client
     iqn = api_env.new_target()
     portals = c.ok("GET", f"/api/gateways/{iqn}")
+    # ceph-iscsi's fields, plus our stable tpg_tag and the port (the test cfg's iscsi_port is
+    # not the default 3260, so it is written out)
     assert portals[GW_A] == {"gateway_ip_list": [IP_A, IP_B], "portal_ip_addresses": [IP_A],
-                             "inactive_portal_ips": [IP_B], "tpgs": 2, "tpg_tag": 1}
+                             "inactive_portal_ips": [IP_B], "tpgs": 2, "tpg_tag": 1,
+                             "port": api_env.cfg_dir.common["iscsi_port"]}
     assert portals[GW_B]["tpg_tag"] == 2
     assert c.ok("GET", f"/api/_gateway/{iqn}/{GW_B}") == portals[GW_B]
     one = c.ok("GET", f"/api/gateway/{iqn}/{GW_B}")
