@@ -88,7 +88,7 @@ def test_adding_a_gateway_checks_its_own_report_unless_skipchecks(api_env):
     iqn = api_env.new_target(gateways=())
     r = c.put(f"/api/gateway/{iqn}/{GW_A}")
     assert r.status_code == 400 and "ip_address" in r.json()["message"]
-    r = c.put(f"/api/gateway/{iqn}/{GW_A}", data={"ip_address": "127.0.7.99"})
+    r = c.put(f"/api/gateway/{iqn}/{GW_A}", data={"ip_address": "192.0.2.99"})
     assert r.status_code == 400 and "does not have address" in r.json()["message"]
     r = c.put(f"/api/gateway/{iqn}/gw-never.test", data={"ip_address": "127.0.7.98"})
     assert r.status_code == 400 and "has not reported" in r.json()["message"]
