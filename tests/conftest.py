@@ -40,7 +40,7 @@ def ceph_cluster():
         yield cluster
         return
     with tempfile.TemporaryDirectory(prefix="minicluster-") as d:
-        cluster = MiniCluster(d)
+        cluster = MiniCluster(d, die_with_parent=True)
         cluster.start()
         try:
             yield cluster

@@ -84,10 +84,13 @@ class MiniCluster:
     """A single-node Ceph cluster living entirely under ``directory``."""
 
     def __init__(self, directory: str | os.PathLike, *, with_mgr: bool = False,
-                 pool: str = DEFAULT_POOL) -> None:
+                 pool: str = DEFAULT_POOL, die_with_parent: bool = False) -> None:
         self.dir = Path(directory).resolve()
         self.with_mgr = with_mgr
         self.pool = pool
+        # For a cluster owned by a test run: its daemons get SIGTERM when the process that
+        # started them dies, so an interrupted run leaves nothing behind.
+        self.die_with_parent = die_with_parent
 
     # ---- paths -----------------------------------------------------------------
     @property
@@ -366,7 +369,8 @@ mgr initial modules =
         cmd = [f"ceph-{kind}", "-f", "--conf", str(self.conf_path), "-i", ident]
         log = open(self.dir / "log" / f"{name}.stderr", "ab")
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True, close_fds=True)
+                                start_new_session=True, close_fds=True,
+                                preexec_fn=_die_with_parent if self.die_with_parent else None)
         log.close()
         self._pid_path(name).write_text(str(proc.pid))
 
@@ -463,6 +467,13 @@ def _run(cmd: list[str]) -> str:
     if proc.returncode != 0:
         raise MiniClusterError(f"{' '.join(cmd)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc.stdout
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
 def _reap(pid: int) -> None:

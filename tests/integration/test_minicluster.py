@@ -130,3 +130,41 @@ def test_restart_keeps_data(tmp_path):
     finally:
         cluster.destroy()
     assert not (tmp_path / "restart").exists()
+
+
+def test_a_test_run_that_dies_takes_its_cluster_with_it(tmp_path):
+    """die_with_parent: daemons started by a process that is killed get SIGTERM."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    d = tmp_path / "orphan"
+    code = ("import json, sys, time\n"
+            "from gateway.testing.minicluster import MiniCluster\n"
+            f"c = MiniCluster({str(d)!r}, die_with_parent=True)\n"
+            "c.start()\n"
+            "print(json.dumps(c.status().running), flush=True)\n"
+            "time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [p for p in json.loads(proc.stdout.readline()).values() if p]
+        assert len(pids) == 2
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{p}") and _alive(p) for p in pids):
+        assert time.monotonic() < deadline, "the daemons outlived the process that started them"
+        time.sleep(0.2)
+    MiniCluster(d).destroy()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
