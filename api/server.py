@@ -25,6 +25,7 @@ import tempfile
 import threading
 from typing import Any
 
+from gateway import logs
 from gateway import settings as settings_mod
 
 log = logging.getLogger("api")
@@ -38,32 +39,7 @@ TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
 
 
 def setup_logging(settings: Any, daemon: str = "rbd-target-api") -> None:
-    root = logging.getLogger()
-    root.setLevel(settings.logger_level)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    prefix = settings.log_to_stderr_prefix
-    fmt = logging.Formatter(f"{prefix}%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.log_to_stderr:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(fmt)
-        root.addHandler(handler)
-    elif os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler(address="/dev/log")
-        handler.setFormatter(logging.Formatter(f"{daemon}: %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    if settings.log_to_file:
-        directory = os.path.join(settings.log_dir, daemon)
-        try:
-            os.makedirs(directory, exist_ok=True)
-            handler = logging.handlers.RotatingFileHandler(os.path.join(directory, f"{daemon}.log"),
-                                                           maxBytes=5 << 20, backupCount=7)
-            handler.setFormatter(fmt)
-            root.addHandler(handler)
-        except OSError as e:
-            print(f"{daemon}: cannot log to {directory}: {e}", file=sys.stderr)
-    if not root.handlers:
-        root.addHandler(logging.StreamHandler(sys.stderr))
+    logs.setup_logging(settings, daemon)
     logging.getLogger("cheroot").setLevel(logging.WARNING)
 
 

@@ -23,12 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import logging.handlers
-import os
 import socket
 import sys
 from typing import Any
 
+from gateway import logs
 from gateway import settings as settings_mod
 
 DAEMON = "rbd-target-gw"
@@ -85,31 +84,7 @@ def gateway_name(settings: settings_mod.Settings) -> str:
 
 def setup_logging(settings: settings_mod.Settings) -> None:
     """stderr (containers, tests) or syslog, plus ``<log_dir>/rbd-target-gw/rbd-target-gw.log``."""
-    root = logging.getLogger()
-    root.setLevel(settings.logger_level)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    fmt = logging.Formatter(f"{settings.log_to_stderr_prefix}%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.log_to_stderr:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(fmt)
-        root.addHandler(handler)
-    elif os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler(address="/dev/log")
-        handler.setFormatter(logging.Formatter(f"{DAEMON}: %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    if settings.log_to_file:
-        directory = os.path.join(settings.log_dir, DAEMON)
-        try:
-            os.makedirs(directory, exist_ok=True)
-            handler = logging.handlers.RotatingFileHandler(os.path.join(directory, f"{DAEMON}.log"),
-                                                           maxBytes=5 << 20, backupCount=7)
-            handler.setFormatter(fmt)
-            root.addHandler(handler)
-        except OSError as e:
-            print(f"{DAEMON}: cannot log to {directory}: {e}", file=sys.stderr)
-    if not root.handlers:
-        root.addHandler(logging.StreamHandler(sys.stderr))
+    logs.setup_logging(settings, DAEMON)
 
 
 def main(argv: list[str] | None = None) -> int:
