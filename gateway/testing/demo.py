@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.testing.gateways import ROOT, GatewayCluster, GatewayError, GatewayProcess
-from gateway.testing.minicluster import MiniCluster, MiniClusterError
+from gateway.testing.minicluster import MiniCluster, MiniClusterError, pid_alive
 
 DEMO_DIR = ROOT / ".demo"
 TARGET_IQN = "iqn.2003-01.org.ceph.iscsi-gw:demo"
@@ -216,7 +216,7 @@ class Demo:
         for name, proc in self.apis.items():
             api_pids[name] = proc.pid if isinstance(proc, subprocess.Popen) else proc
         if running is None:
-            running = bool(pids) and all(_pid_alive(p) for p in pids.values() if p)
+            running = bool(pids) and all(pid_alive(p) for p in pids.values() if p)
         api_urls = {n: f"http://{self.gc.addresses[n][0]}:{self.layout.api_port}" if n in api_pids else None
                     for n in self.layout.names}
         first = self.layout.names[0]
@@ -318,20 +318,6 @@ def _login_works(ip: str, port: int, ini: Any, outcome_type: type) -> bool:
     return False
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _terminate(proc: subprocess.Popen | int, timeout: float = 30) -> None:
     if isinstance(proc, subprocess.Popen):
         if proc.poll() is None:
@@ -342,11 +328,11 @@ def _terminate(proc: subprocess.Popen | int, timeout: float = 30) -> None:
                 proc.kill()
                 proc.wait(10)
         return
-    if not _pid_alive(proc):
+    if not pid_alive(proc):
         return
     os.kill(proc, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _pid_alive(proc):
+    while pid_alive(proc):
         if time.monotonic() > deadline:
             os.kill(proc, signal.SIGKILL)
             break

@@ -65,7 +65,8 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie does not count)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -162,17 +163,17 @@ class MiniCluster:
             pid = self._read_pid(name)
             if pid is None:
                 continue
-            while _pid_alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 _reap(pid)
                 time.sleep(0.05)
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
                 for _ in range(100):
                     _reap(pid)
-                    if not _pid_alive(pid):
+                    if not pid_alive(pid):
                         break
                     time.sleep(0.02)
             _reap(pid)
@@ -188,7 +189,7 @@ class MiniCluster:
         running = {}
         for name in self._daemons():
             pid = self._read_pid(name)
-            running[name] = pid if pid is not None and _pid_alive(pid) else None
+            running[name] = pid if pid is not None and pid_alive(pid) else None
         healthy = False
         if all(running.values()) and running:
             try:
@@ -363,7 +364,7 @@ mgr initial modules =
     # ---- daemons -------------------------------------------------------------------
     def _start_daemon(self, name: str) -> None:
         pid = self._read_pid(name)
-        if pid is not None and _pid_alive(pid):
+        if pid is not None and pid_alive(pid):
             return
         kind, ident = name.split(".", 1)
         cmd = [f"ceph-{kind}", "-f", "--conf", str(self.conf_path), "-i", ident]
@@ -426,7 +427,7 @@ mgr initial modules =
     def _check_daemons_alive(self, what: str) -> None:
         for name in self._daemons():
             pid = self._read_pid(name)
-            if pid is not None and not _pid_alive(pid):
+            if pid is not None and not pid_alive(pid):
                 _reap(pid)
                 err = (self.dir / "log" / f"{name}.stderr")
                 tail = err.read_text()[-2000:] if err.exists() else ""
