@@ -10,8 +10,8 @@ from pathlib import Path
 
 from gateway_support import iscsi_luns
 
-from gateway.testing.demo import _pid_alive
 from gateway.testing.gateways import ROOT, free_port
+from gateway.testing.minicluster import pid_alive
 
 REQUIRED = {"ceph_conf", "cfg", "api_url", "api_user", "api_password", "target_iqn", "portals", "gateways",
             "initiators", "luns"}
@@ -53,5 +53,5 @@ def test_demo_up_status_down(ceph_cluster, tmp_path):
     assert down.returncode == 0, down.stderr
     status = demo("status", "--json", *opts)
     assert status.returncode == 1 and json.loads(status.stdout)["running"] is False
-    assert not any(_pid_alive(g["pid"]) for g in state["gateways"])
+    assert not any(pid_alive(g["pid"]) for g in state["gateways"])
     ceph_cluster.rbd("rm", "rbd/demo")
