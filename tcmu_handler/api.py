@@ -123,6 +123,13 @@ class ScsiResult:
     sense: bytes | None = None
     # Bytes the CDB asked to move; None = len(data) for reads, 0 for no-data commands.
     transfer_length: int | None = None
+    # The command may not be answered on this connection: a write that was in flight when
+    # this gateway was fenced (another gateway took the exclusive lock).  It must neither
+    # land later nor be retried here (it may be older than writes made through the new
+    # owner), so the transport drops the connection (ERL 0 recovery) without answering;
+    # the initiator re-issues the command through the path it now uses, or on a new
+    # session here, which then takes the lock legitimately.
+    drop_connection: bool = False
 
     @property
     def data_length(self) -> int:

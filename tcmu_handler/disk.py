@@ -196,9 +196,13 @@ class ScsiDisk:
             try:
                 return await spec.handler(self, cmd)
             except BackendError as e:
-                if not e.fenced or not await self._recover(spec, cmd, e):
+                if not e.fenced:
                     raise
-            return await spec.handler(self, cmd)  # once more, on the new client
+                if spec.kind == WRITE or cmd.cdb[0] == _EXTENDED_COPY:
+                    return self._fenced_write(e)
+                if not await self._recover_for_read(cmd, e):
+                    raise
+            return await spec.handler(self, cmd)  # a read, once more, on the new client
         except S.CheckCondition as e:
             self.stats.check_conditions += 1
             return check_condition(e)
@@ -216,22 +220,27 @@ class ScsiDisk:
             self.stats.check_conditions += 1
             return check_condition(S.CheckCondition(S.INTERNAL_TARGET_FAILURE))
 
-    async def _recover(self, spec: OpSpec, cmd: ScsiCommand, err: BackendError) -> bool:
-        """A command failed because this gateway's client was fenced (another gateway took
-        the lock).  Reconnect -- and for a write take the lock back -- then say whether the
-        command may run again.  Every retried command is idempotent, or (COMPARE AND WRITE,
-        one RADOS object operation) was refused whole by the OSDs; EXTENDED COPY is not
-        retried (a copy within one disk may have overwritten its own source)."""
-        lock = self.lock
-        if lock is not None:
-            lock.lost(err)
-        if cmd.cdb[0] == _EXTENDED_COPY or self._tasks.get((cmd.nexus, cmd.task_tag)):
-            return False
-        if spec.kind == WRITE and lock is not None:
-            return (lock.writable() or await lock.wait_writable()) and not self._tasks.get(
-                (cmd.nexus, cmd.task_tag))
+    def _fenced_write(self, err: BackendError) -> ScsiResult:
+        """A write that was in flight when this gateway was fenced (another gateway took the
+        lock).  It may be older than writes made through the new owner, so it is neither
+        retried here nor answered: the transport drops the connection and the initiator
+        re-issues it through the path it now uses.  A client that starts a new session here
+        afterwards writes normally (its write takes the lock back)."""
+        if self.lock is not None:
+            self.lock.lost(err)
+        self.stats.busy += 1
+        self.stats.fenced_writes += 1
+        log.warning("%s: a write was refused by the cluster after this gateway was fenced; dropping "
+                    "its connection so the initiator re-issues it", self.name)
+        return ScsiResult(status=Status.BUSY, drop_connection=True)
+
+    async def _recover_for_read(self, cmd: ScsiCommand, err: BackendError) -> bool:
+        """A read failed because this gateway's client was fenced (a blocklisted client cannot
+        even read).  Reconnect and say whether the read may run again (reads are idempotent)."""
+        if self.lock is not None:
+            self.lock.lost(err)
         reopen = getattr(self.backend, "reopen", None)
-        if reopen is None:
+        if reopen is None or self._tasks.get((cmd.nexus, cmd.task_tag)):
             return False
         try:
             await asyncio.wait_for(reopen(), ExclusiveLockPolicy.write_wait)

@@ -7,9 +7,10 @@ owner's lock, which makes Ceph blocklist (fence) the old owner.  The write waits
 for the lock (up to :attr:`ExclusiveLockPolicy.write_wait` seconds) and then
 runs; only when the lock does not arrive in that time is it answered BUSY, so
 the initiator retries.  Reads never take the lock.  A command that fails with
--ESHUTDOWN/-EROFS means this gateway has been fenced: the lock is marked lost,
-and the device retries the command once after reconnecting (and, for a write,
-after taking the lock back) -- see ``ScsiDisk._recover``.
+-ESHUTDOWN/-EROFS means this gateway has been fenced: the lock is marked lost; a
+read is retried once on a new client, but a write that was in flight is never
+retried here (it may be older than writes made through the new owner): its
+connection is dropped so the initiator re-issues it -- see ``ScsiDisk._fenced_write``.
 """
 
 from __future__ import annotations

@@ -39,6 +39,8 @@ class LunStats:
     #: times the lock was found lost (fenced by another gateway)
     lock_lost: int = 0
     lock_acquire_failures: int = 0
+    #: writes in flight when this gateway was fenced: refused, their connection dropped
+    fenced_writes: int = 0
     latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(_BOUNDS_NS) + 1))
     latency_sum_ns: int = 0
     latency_count: int = 0

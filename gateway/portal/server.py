@@ -244,6 +244,11 @@ class IscsiConnection(asyncio.BufferedProtocol):
             result = ScsiResult(status=Status.CHECK_CONDITION, sense=_HARDWARE_ERROR)
         if self.closing:
             return
+        if result.drop_connection:
+            # Fenced while the command was in flight: no answer; the initiator re-issues it.
+            self._flush_now()
+            self.close("a command was in flight when this gateway lost the exclusive lock")
+            return
         self.conn.complete(task, result.status, result.data, result.sense, result.transfer_length)
         self._flush()
 

@@ -437,10 +437,12 @@ def test_write_is_busy_when_the_lock_does_not_arrive_within_write_wait():
     run(go())
 
 
-def test_takeover_fences_the_old_owner_which_takes_the_lock_back_on_its_next_write():
-    """Writes alternating between two gateways (libiscsi's MultipathIO, initiators of a
-    cluster on different paths) all succeed: each move fences the previous owner, whose
-    next write fails inside the device, reconnects, takes the lock back and runs again."""
+def test_a_write_in_flight_when_fenced_is_dropped_and_a_reissued_write_takes_the_lock_back():
+    """Writes alternating between two gateways (libiscsi's MultipathIO, a round-robin path
+    policy): each move fences the previous owner.  The old owner's next write fails inside
+    the device; it may be older than the new owner's writes, so it is neither retried nor
+    answered (the connection is dropped); the initiator re-issues it, and that write takes
+    the lock back on a new client."""
     async def go():
         gw1, gw2 = _lock_pair()
         await gw1.ready()
@@ -450,12 +452,14 @@ def test_takeover_fences_the_old_owner_which_takes_the_lock_back_on_its_next_wri
         good(await gw2.run(rw10(0x2A, 0, 1), b"B" * BS))  # failover write: the lock moves
         assert gw2.disk.stats.lock_acquired == 1
         assert bytes(good(await gw2.run(rw10(0x28, 0, 1))).data) == b"B" * BS
-        good(await gw1.run(rw10(0x2A, 0, 1), A))
-        assert gw1.disk.stats.lock_lost == 1 and gw1.disk.stats.lock_acquired == 2
-        assert gw1.backend.reopens == 1
+        r = await gw1.run(rw10(0x2A, 0, 1), A)            # in flight at gw1 when it was fenced
+        assert r.drop_connection and r.status == Status.BUSY
+        assert gw1.disk.stats.lock_lost == 1 and gw1.disk.stats.fenced_writes == 1
+        assert bytes(good(await gw2.run(rw10(0x28, 0, 1))).data) == b"B" * BS  # it did not land
+        good(await gw1.run(rw10(0x2A, 0, 1), A))          # re-issued: takes the lock back
+        assert gw1.disk.stats.lock_acquired == 2 and gw1.backend.reopens == 1
         assert bytes(good(await gw2.run(rw10(0x28, 0, 1))).data) == A
         good(await gw2.run(rw10(0x2A, 0, 1), b"B" * BS))
-        assert gw1.disk.stats.busy == gw2.disk.stats.busy == 0
     run(go())
 
 
@@ -470,7 +474,10 @@ def test_compare_and_write_alternating_between_gateways_stays_atomic():
         for i in range(6):
             gw = (gw1, gw2)[i % 2]
             new = bytes([i + 1]) * BS
-            good(await gw.run(caw, value + new))
+            r = await gw.run(caw, value + new)
+            if r.drop_connection:        # fenced while in flight: the initiator re-issues it
+                r = await gw.run(caw, value + new)
+            good(r)
             assert check(await gw.run(caw, value + new)).code == (0xE, 0x1D, 0)  # old value gone
             value = new
         assert bytes(good(await gw1.run(rw10(0x28, 0, 1))).data) == value
