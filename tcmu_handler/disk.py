@@ -35,9 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_EXTENDED_COPY = 0x83
-
-
 def _status(status: Status) -> ScsiResult:
     return ScsiResult(status=status)  # a fresh object: transports may annotate results
 _RESTRICTED_STATES = {
@@ -72,8 +69,13 @@ class ScsiDisk:
         lock_on = config.lock_failover
         if lock_on is None:
             lock_on = backend.supports_lock
-        self.lock = (ExclusiveLockPolicy(backend, self.stats, config.osd_op_timeout, self.name)
+        self.lock = (ExclusiveLockPolicy(backend, self.stats, config.osd_op_timeout, self.name,
+                                         handoff_timeout=config.lock_handoff_timeout)
                      if lock_on else None)
+        # Sessions open when this gateway found itself fenced: their writes may be stale.
+        self._stale: set[Nexus] = set()
+        if self.lock is not None:
+            self.lock.on_fenced = self._fenced
         self.registry = registry
         self.table = build_table(self)
         self._tasks: dict[tuple[Nexus, int], bool] = {}
@@ -186,23 +188,9 @@ class ScsiDisk:
             if spec.kind == WRITE:
                 if self.config.read_only:
                     raise S.CheckCondition(S.WRITE_PROTECTED)
-                lock = self.lock
-                if lock is not None and not lock.writable():
-                    if not await lock.wait_writable():
-                        self.stats.busy += 1
-                        return _status(Status.BUSY)
-                    if self._tasks.get((nexus, cmd.task_tag)):  # aborted while waiting
-                        return _status(Status.TASK_ABORTED)
-            try:
-                return await spec.handler(self, cmd)
-            except BackendError as e:
-                if not e.fenced:
-                    raise
-                if spec.kind == WRITE or cmd.cdb[0] == _EXTENDED_COPY:
-                    return self._fenced_write(e)
-                if not await self._recover_for_read(cmd, e):
-                    raise
-            return await spec.handler(self, cmd)  # a read, once more, on the new client
+                if self.lock is not None:
+                    return await self._write_under_lock(self.lock, spec, cmd, nexus)
+            return await self._call(spec, cmd)
         except S.CheckCondition as e:
             self.stats.check_conditions += 1
             return check_condition(e)
@@ -220,25 +208,66 @@ class ScsiDisk:
             self.stats.check_conditions += 1
             return check_condition(S.CheckCondition(S.INTERNAL_TARGET_FAILURE))
 
+    async def _write_under_lock(self, lock: ExclusiveLockPolicy, spec: OpSpec, cmd: ScsiCommand,
+                                nexus: Nexus) -> ScsiResult:
+        """A write runs admitted by the lock: here now, or after waiting for it (BUSY when it
+        does not come in time); a handoff waits for admitted writes before releasing."""
+        if self._stale and nexus in self._stale:
+            return self._refuse_stale(nexus)
+        if not lock.enter():
+            if not await lock.wait_enter():
+                self.stats.busy += 1
+                return _status(Status.BUSY)
+            if self._tasks.get((nexus, cmd.task_tag)):  # aborted while waiting
+                lock.leave()
+                return _status(Status.TASK_ABORTED)
+            if self._stale and nexus in self._stale:  # fenced while it waited
+                lock.leave()
+                return self._refuse_stale(nexus)
+        try:
+            return await self._call(spec, cmd)
+        finally:
+            lock.leave()
+
+    async def _call(self, spec: OpSpec, cmd: ScsiCommand) -> ScsiResult:
+        try:
+            return await spec.handler(self, cmd)
+        except BackendError as e:
+            if not e.fenced:
+                raise
+            if spec.kind == WRITE:
+                return self._fenced_write(e)
+            if not await self._recover_for_read(cmd):
+                raise
+        return await spec.handler(self, cmd)  # a read, once more, on the new client
+
     def _fenced_write(self, err: BackendError) -> ScsiResult:
-        """A write that was in flight when this gateway was fenced (another gateway took the
-        lock).  It may be older than writes made through the new owner, so it is neither
-        retried here nor answered: the transport drops the connection and the initiator
-        re-issues it through the path it now uses.  A client that starts a new session here
-        afterwards writes normally (its write takes the lock back)."""
-        if self.lock is not None:
-            self.lock.lost(err)
+        """The cluster refused a write: this gateway was fenced, or lost the lock under it.
+        It is answered BUSY and never retried here -- it may be older than writes made
+        through the new holder (its initiator may have given up on it and written through
+        another path); retrying it is the initiator's decision."""
         self.stats.busy += 1
         self.stats.fenced_writes += 1
-        log.warning("%s: a write was refused by the cluster after this gateway was fenced; dropping "
-                    "its connection so the initiator re-issues it", self.name)
+        log.warning("%s: a write was refused because this gateway no longer holds the exclusive "
+                    "lock (%s): BUSY", self.name, err)
+        return _status(Status.BUSY)
+
+    def _fenced(self) -> None:
+        """This gateway found itself fenced.  Sessions open now may still have stale writes
+        queued (in its sockets, or in TCP retransmission after a partition): the next write
+        of each is refused by dropping its connection, with everything queued behind it, and
+        the initiator logs in again.  Without this, such a write would take the lock back."""
+        self._stale.update(self.ua.known())
+
+    def _refuse_stale(self, nexus: Nexus) -> ScsiResult:
+        self.stats.stale_session_drops += 1
+        log.warning("%s: a write from %s, whose session was open when this gateway was fenced, "
+                    "may be stale: dropping the connection", self.name, nexus.initiator_port)
         return ScsiResult(status=Status.BUSY, drop_connection=True)
 
-    async def _recover_for_read(self, cmd: ScsiCommand, err: BackendError) -> bool:
+    async def _recover_for_read(self, cmd: ScsiCommand) -> bool:
         """A read failed because this gateway's client was fenced (a blocklisted client cannot
         even read).  Reconnect and say whether the read may run again (reads are idempotent)."""
-        if self.lock is not None:
-            self.lock.lost(err)
         reopen = getattr(self.backend, "reopen", None)
         if reopen is None or self._tasks.get((cmd.nexus, cmd.task_tag)):
             return False
@@ -267,8 +296,6 @@ class ScsiDisk:
             log.warning("%s: %s", self.name, e)
             return _status(Status.BUSY)
         if e.fenced:
-            if self.lock is not None:
-                self.lock.lost(e)
             self.stats.busy += 1
             return _status(Status.BUSY)
         self.stats.check_conditions += 1
@@ -330,6 +357,7 @@ class ScsiDisk:
         self.abort_task_set(nexus)
         self.reservations.nexus_lost(nexus)
         self.ua.forget(nexus)
+        self._stale.discard(nexus)
         self.copy_results.pop(nexus, None)
 
     # -- data area (max_data_area_mb / qfull_timeout) ---------------------------------

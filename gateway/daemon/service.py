@@ -129,7 +129,8 @@ class GatewayService:
         self.ip_addresses = await asyncio.to_thread(host_addresses)
         loop = asyncio.get_running_loop()
         self.server = PortalServer(self.registry, loop)
-        opener = MemoryDisks() if s.data_backend == "memory" else RbdDisks(self.ceph, s)
+        opener = (MemoryDisks(lock_handoff_timeout=s.lock_handoff_timeout) if s.data_backend == "memory"
+                  else RbdDisks(self.ceph, s))
         self.reconciler = Reconciler(self.gateway, self.registry, opener, target_defaults=s.target_defaults,
                                      disk_defaults=s.disk_defaults, server=self.server)
         if s.prometheus_exporter:

@@ -245,9 +245,10 @@ class IscsiConnection(asyncio.BufferedProtocol):
         if self.closing:
             return
         if result.drop_connection:
-            # Fenced while the command was in flight: no answer; the initiator re-issues it.
+            # A write of a session open when this gateway was fenced: it may be stale, and so
+            # may whatever is still queued behind it; drop them all (see ScsiResult).
             self._flush_now()
-            self.close("a command was in flight when this gateway lost the exclusive lock")
+            self.close("this gateway was fenced while the session was open; its writes may be stale")
             return
         self.conn.complete(task, result.status, result.data, result.sense, result.transfer_length)
         self._flush()

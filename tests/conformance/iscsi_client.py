@@ -13,11 +13,9 @@ class Client:
     def __init__(self, ip: str, port: int, name: str, target: str, **kw) -> None:
         self.ip = ip
         self.port = port
-        self._initiator_args = (name, target, kw)
         self.ini = Initiator(name, target, **kw)
         self.events: list = []
         self.closed = False
-        self.reconnects = 0
 
     async def connect(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.ip, self.port)
@@ -65,24 +63,6 @@ class Client:
             if isinstance(e, CommandResult) and e.itt == itt:
                 return e
         raise TimeoutError(f"no response to CDB {cdb.hex()} in {timeout:g}s")
-
-    async def command_reissuing(self, cdb: bytes, timeout: float = 5.0, **kw) -> CommandResult:
-        """A command, re-issued on a new session when the target drops the connection
-        without answering (ERL 0 recovery, what initiators do)."""
-        for _ in range(5):
-            if self.closed:
-                self.close()
-                name, target, ikw = self._initiator_args
-                self.ini, self.events, self.closed = Initiator(name, target, **ikw), [], False
-                self.reconnects += 1
-                outcome = await self.login()
-                assert outcome.status == (0, 0), outcome
-            try:
-                return await self.command(cdb, timeout, **kw)
-            except TimeoutError:
-                if not self.closed:
-                    raise
-        raise AssertionError(f"the connection kept dropping for CDB {cdb.hex()}")
 
     def close(self) -> None:
         self.writer.close()
