@@ -215,15 +215,17 @@ class ScsiDisk:
         if self._stale and nexus in self._stale:
             return self._refuse_stale(nexus)
         if not lock.enter():
-            if not await lock.wait_enter():
+            admitted = await lock.wait_enter()
+            if self._stale and nexus in self._stale:  # this gateway found itself fenced meanwhile
+                if admitted:
+                    lock.leave()
+                return self._refuse_stale(nexus)
+            if not admitted:
                 self.stats.busy += 1
                 return _status(Status.BUSY)
             if self._tasks.get((nexus, cmd.task_tag)):  # aborted while waiting
                 lock.leave()
                 return _status(Status.TASK_ABORTED)
-            if self._stale and nexus in self._stale:  # fenced while it waited
-                lock.leave()
-                return self._refuse_stale(nexus)
         try:
             return await self._call(spec, cmd)
         finally:

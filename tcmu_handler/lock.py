@@ -362,8 +362,12 @@ class ExclusiveLockPolicy:
                     "writes of sessions open before are refused", self.name, err)
         if self.on_fenced is not None:
             self.on_fenced()
-        if self._waiters:
-            self._want()
+        # Writes waiting now came from sessions open at the fence: they give up (the disk
+        # drops their connections) rather than take the lock back.
+        waiters, self._waiters = self._waiters, deque()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(False)
 
     def lost(self, err: BackendError) -> None:
         """A command failed because this client lost the lock (kept for callers that see

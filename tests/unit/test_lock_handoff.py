@@ -161,6 +161,9 @@ def test_a_stale_write_waiting_for_the_lock_when_the_fence_is_found_does_not_lan
         r = await gw1.run(WRITE1, A)
         assert r.drop_connection, r
         assert data(gw1) == B
+        # and the lock stayed where it is: a stale write does not even move it
+        assert gw1.backend.image.locks.owner == gw2.backend.client
+        assert gw2.disk.stats.lock_requests == 0
     run(go())
 
 
