@@ -185,12 +185,29 @@ class ScsiDisk:
                 code = _RESTRICTED_STATES.get(self.alua.state_of_port(nexus.relative_port))
                 if code is not None:
                     raise S.CheckCondition(code)
+            lock = None
             if spec.kind == WRITE:
                 if self.config.read_only:
                     raise S.CheckCondition(S.WRITE_PROTECTED)
-                if self.lock is not None:
-                    return await self._write_under_lock(self.lock, spec, cmd, nexus)
-            return await self._call(spec, cmd)
+                lock = self.lock
+                # A write runs admitted by the lock (a handoff waits for admitted writes).
+                if lock is not None and (self._stale or not lock.enter()):
+                    refused = await self._admit_write(lock, cmd, nexus)
+                    if refused is not None:
+                        return refused
+            try:
+                return await spec.handler(self, cmd)
+            except BackendError as e:
+                if not e.fenced:
+                    raise
+                if spec.kind == WRITE:
+                    return self._fenced_write(e)
+                if not await self._recover_for_read(cmd):
+                    raise
+                return await spec.handler(self, cmd)  # a read, once more, on the new client
+            finally:
+                if lock is not None:
+                    lock.leave()
         except S.CheckCondition as e:
             self.stats.check_conditions += 1
             return check_condition(e)
@@ -208,40 +225,26 @@ class ScsiDisk:
             self.stats.check_conditions += 1
             return check_condition(S.CheckCondition(S.INTERNAL_TARGET_FAILURE))
 
-    async def _write_under_lock(self, lock: ExclusiveLockPolicy, spec: OpSpec, cmd: ScsiCommand,
-                                nexus: Nexus) -> ScsiResult:
-        """A write runs admitted by the lock: here now, or after waiting for it (BUSY when it
-        does not come in time); a handoff waits for admitted writes before releasing."""
-        if self._stale and nexus in self._stale:
+    async def _admit_write(self, lock: ExclusiveLockPolicy, cmd: ScsiCommand,
+                           nexus: Nexus) -> ScsiResult | None:
+        """The slow path of the write gate: the lock is not here (wait for it, up to
+        ``write_wait``), or this gateway was fenced.  None: admitted; else the answer."""
+        if nexus in self._stale:
             return self._refuse_stale(nexus)
-        if not lock.enter():
-            admitted = await lock.wait_enter()
-            if self._stale and nexus in self._stale:  # this gateway found itself fenced meanwhile
-                if admitted:
-                    lock.leave()
-                return self._refuse_stale(nexus)
-            if not admitted:
-                self.stats.busy += 1
-                return _status(Status.BUSY)
-            if self._tasks.get((nexus, cmd.task_tag)):  # aborted while waiting
+        if lock.enter():
+            return None
+        admitted = await lock.wait_enter()
+        if nexus in self._stale:  # this gateway found itself fenced meanwhile
+            if admitted:
                 lock.leave()
-                return _status(Status.TASK_ABORTED)
-        try:
-            return await self._call(spec, cmd)
-        finally:
+            return self._refuse_stale(nexus)
+        if not admitted:
+            self.stats.busy += 1
+            return _status(Status.BUSY)
+        if self._tasks.get((nexus, cmd.task_tag)):  # aborted while waiting
             lock.leave()
-
-    async def _call(self, spec: OpSpec, cmd: ScsiCommand) -> ScsiResult:
-        try:
-            return await spec.handler(self, cmd)
-        except BackendError as e:
-            if not e.fenced:
-                raise
-            if spec.kind == WRITE:
-                return self._fenced_write(e)
-            if not await self._recover_for_read(cmd):
-                raise
-        return await spec.handler(self, cmd)  # a read, once more, on the new client
+            return _status(Status.TASK_ABORTED)
+        return None
 
     def _fenced_write(self, err: BackendError) -> ScsiResult:
         """The cluster refused a write: this gateway was fenced, or lost the lock under it.

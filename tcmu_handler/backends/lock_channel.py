@@ -221,8 +221,11 @@ class HandoffChannel:
             msg = json.loads(ctypes.string_at(data, length)) if data and length else {}
         except ValueError:
             msg = {}
-        if not isinstance(msg, dict) or msg.get("op") != "release" or msg.get("owner") != self.address:
-            self.ack(notify_id, cookie, False)  # not for this client: answer at once
+        if (not isinstance(msg, dict) or msg.get("op") != "release" or msg.get("owner") != self.address
+                or msg.get("from") == self.address):
+            # Not for this client (or its own request: the cluster lists it as the holder while
+            # librbd says it is not -- no promise, so the stale record is broken): answer at once.
+            self.ack(notify_id, cookie, False)
             return
         self._to_loop(self._deliver, notify_id, cookie, str(msg.get("from", "")))
 
