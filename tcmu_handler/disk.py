@@ -403,6 +403,9 @@ class ScsiDisk:
         if self.registry is not None:
             self.registry.remove(self)
         if self.lock is not None:
+            # Released, not dropped: a gateway asking for it meanwhile would find no one to
+            # answer and fence this one.
+            await self.lock.release()
             await self.lock.close()
         await self.reservations.close()
 

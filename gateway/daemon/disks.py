@@ -58,6 +58,9 @@ class DiskSpec:
 
 
 class DiskOpener(Protocol):
+    #: seconds a lock holder has to answer a handoff request (the ``lock_handoff_timeout`` setting)
+    lock_handoff_timeout: float
+
     async def open(self, spec: DiskSpec, alua: AluaModel) -> ScsiDisk: ...
 
     async def close(self, disk: ScsiDisk) -> None: ...
@@ -71,6 +74,7 @@ class RbdDisks:
     def __init__(self, ceph: Any, settings: Any) -> None:
         self.ceph = ceph
         self.settings = settings
+        self.lock_handoff_timeout = settings.lock_handoff_timeout  # SIGHUP updates it
         self.registry = LunRegistry()
 
     async def open(self, spec: DiskSpec, alua: AluaModel) -> ScsiDisk:
@@ -79,7 +83,7 @@ class RbdDisks:
 
         ioctx = await asyncio.to_thread(self.ceph.ioctx, spec.pool)
         s = self.settings
-        config = dataclasses.replace(spec.disk_config(), lock_handoff_timeout=s.lock_handoff_timeout)
+        config = dataclasses.replace(spec.disk_config(), lock_handoff_timeout=self.lock_handoff_timeout)
         return await open_rbd_disk(config, pool=spec.pool, image=spec.image, conf=s.ceph_conf,
                                    client_name=s.cluster_client_name, keyring=keyring_path(s), alua=alua,
                                    registry=self.registry, reservation_ioctx=ioctx, name=spec.name,

@@ -315,6 +315,10 @@ class GatewayService:
         if self.reconciler is not None:
             self.reconciler.target_defaults = new.target_defaults
             self.reconciler.disk_defaults = new.disk_defaults
+            self.reconciler.opener.lock_handoff_timeout = new.lock_handoff_timeout
+            for live in self.reconciler.disks.values():  # the disks open now, too
+                if live.disk.lock is not None:
+                    live.disk.lock.handoff_timeout = new.lock_handoff_timeout
         if (old.prometheus_host, old.prometheus_port, old.prometheus_exporter) != \
                 (new.prometheus_host, new.prometheus_port, new.prometheus_exporter):
             await self._restart_metrics()
