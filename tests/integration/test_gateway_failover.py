@@ -1,4 +1,4 @@
-"""Failover between two rbd-target-gw processes: data safety and fencing.
+"""Failover between two rbd-target-gw processes: data safety, lock handoff and fencing.
 
 QEMU's libiscsi driver (qemu-io) is the initiator that writes and verifies: it retries BUSY
 as a host does, so the write that moves the exclusive lock succeeds once the lock moved.
@@ -106,7 +106,8 @@ def test_acknowledged_writes_survive_kill_9_of_the_owning_gateway(pair, ceph_clu
     fences_before = blocklist(ceph_cluster)
     pair.gateways["gw-a"].kill()
     t0 = time.monotonic()
-    # The first write through gw-b takes the lock (BUSY meanwhile; qemu retries), fencing gw-a.
+    # The first write through gw-b asks gw-a for the lock; dead, it does not answer within
+    # lock_handoff_timeout, so gw-b breaks the lock, fencing gw-a (the write waits meanwhile).
     write_and_verify(pair, "gw-b", {8 * KB64: 0x30, 0: 0x31, 9 * KB64: 0x32})
     print(f"\nwrites continued through gw-b {time.monotonic() - t0:.2f} s after kill -9 of gw-a")
     verify_all(pair, "gw-b")
