@@ -230,14 +230,14 @@ class ScsiDisk:
         """The slow path of the write gate: the lock is not here (wait for it, up to
         ``write_wait``), or this gateway was fenced.  None: admitted; else the answer."""
         if nexus in self._stale:
-            return self._refuse_stale(nexus)
+            return self.refuse_stale(nexus)
         if lock.enter():
             return None
         admitted = await lock.wait_enter()
         if nexus in self._stale:  # this gateway found itself fenced meanwhile
             if admitted:
                 lock.leave()
-            return self._refuse_stale(nexus)
+            return self.refuse_stale(nexus)
         if not admitted:
             self.stats.busy += 1
             return _status(Status.BUSY)
@@ -264,7 +264,11 @@ class ScsiDisk:
         the initiator logs in again.  Without this, such a write would take the lock back."""
         self._stale.update(self.ua.known())
 
-    def _refuse_stale(self, nexus: Nexus) -> ScsiResult:
+    def stale(self, nexus: Nexus) -> bool:
+        """The session of ``nexus`` was open when this gateway found itself fenced."""
+        return nexus in self._stale
+
+    def refuse_stale(self, nexus: Nexus) -> ScsiResult:
         self.stats.stale_session_drops += 1
         log.warning("%s: a write from %s, whose session was open when this gateway was fenced, "
                     "may be stale: dropping the connection", self.name, nexus.initiator_port)

@@ -254,21 +254,29 @@ async def _check_access(target: ScsiDisk, nexus: Nexus, write: bool) -> ScsiResu
     return None
 
 
-async def _admit_destinations(disk: ScsiDisk, targets: list[ScsiDisk]) -> list | None:
+async def _admit_destinations(disk: ScsiDisk, nexus: Nexus,
+                              targets: list[ScsiDisk]) -> tuple[list, ScsiResult | None]:
     """A destination whose exclusive lock is elsewhere is written only once the lock is here;
     the copy holds each destination's write admission until it ends (the issuing disk's was
-    taken by the device).  None: a lock did not come (BUSY)."""
+    taken by the device).  Returns (admitted locks, or the refusal: BUSY when a lock did not
+    come, the dropped connection of a session open when a destination's gateway was fenced)."""
     admitted: list = []
+    refused = None
     for target in targets:
         lock = target.lock
         if target is disk or lock is None or any(lock is a for a in admitted):
             continue
-        if not lock.enter() and not await lock.wait_enter():
-            for a in admitted:
-                a.leave()
-            return None
-        admitted.append(lock)
-    return admitted
+        if target.stale(nexus):
+            refused = target.refuse_stale(nexus)
+        elif lock.enter() or await lock.wait_enter():
+            admitted.append(lock)
+            continue
+        else:
+            refused = ScsiResult(status=Status.BUSY)
+        for a in admitted:
+            a.leave()
+        return [], refused
+    return admitted, None
 
 
 async def extended_copy(disk: ScsiDisk, cmd: ScsiCommand) -> ScsiResult:
@@ -292,9 +300,9 @@ async def extended_copy(disk: ScsiDisk, cmd: ScsiCommand) -> ScsiResult:
             refused = await _check_access(target, cmd.nexus, write)
             if refused is not None:
                 return refused
-    admitted = await _admit_destinations(disk, [targets[seg.dst] for seg in segments])
-    if admitted is None:
-        return ScsiResult(status=Status.BUSY)
+    admitted, refused = await _admit_destinations(disk, cmd.nexus, [targets[seg.dst] for seg in segments])
+    if refused is not None:
+        return refused
     copied = 0
     try:
         for seg in segments:

@@ -13,6 +13,7 @@ import asyncio
 from scsi_support import BLOCKS, BS, N1, N2, Harness, caw, check, good, run, rw10
 
 from tcmu_handler.api import Status
+from tcmu_handler.backends.base import BackendError
 from tcmu_handler.backends.memory import MemoryBackend
 from tcmu_handler.lock import LockState
 
@@ -265,4 +266,24 @@ def test_a_planned_release_waits_for_admitted_writes_and_fences_no_one():
         assert gw1.backend.image.locks.owner is None
         assert await gw2.disk.lock.try_acquire()           # the new owner finds it free
         assert gw1.backend.image.locks.breaks == 0
+    run(go())
+
+
+def test_a_copy_to_a_disk_whose_lock_is_on_another_gateway_is_handed_the_lock():
+    """EXTENDED COPY through gw1 from its disk X to its disk Y: Y's lock is held by gw2, which
+    hands it over; a session open when Y's client was fenced cannot copy onto Y."""
+    from test_scsi_xcopy import param_list, segment, target, xcopy
+
+    async def go():
+        y1, y2 = pair()
+        x1 = Harness(wwn="aaaaaaaa-0000-0000-0000-000000000001", registry=y1.registry)
+        await ready(x1, y1, y2)
+        good(await x1.run(WRITE1, A))
+        assert await y2.disk.lock.acquire()
+        copy = param_list([target(x1.disk.naa), target(y1.disk.naa)], [segment(0, 1, 1, 0, 0)])
+        good(await xcopy(x1, copy))
+        assert data(y1) == A and y2.disk.stats.lock_handoffs_out == 1 and y1.disk.lock.writers == 0
+        y1.disk.lock.fenced(BackendError(108, "test"))  # y1's client found fenced
+        r = await xcopy(x1, copy)
+        assert r.drop_connection and y1.disk.stats.stale_session_drops == 1
     run(go())
