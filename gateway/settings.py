@@ -178,6 +178,9 @@ SYS_SETTINGS: tuple[Setting, ...] = (
        hashed=False, help="storage backend of LUNs (memory is for tests and benchmarks)"),
     _s("log_dir", "config", "str", "/var/log", hashed=False, extension=True,
        help="directory under which each daemon writes <daemon>/<daemon>.log"),
+    _s("lock_handoff_timeout", "config", "int", 2, 1, 60, extension=True,
+       help="seconds a gateway holding a disk's exclusive lock has to answer another gateway's "
+            "request for it before its lock is broken and it is fenced"),
 )
 
 # [target] -- TGT_SETTINGS (iSCSI target controls, overridable per target).

@@ -30,7 +30,13 @@ Data movement rules:
   aborted write lands after the TMF response) and sends no response for the tasks the
   requesting nexus aborted.  Other nexuses' aborted tasks get TASK ABORTED.
 * Session end: the transport calls ``LunTable.nexus_lost(nexus)`` whenever an I_T nexus
-  ends (logout, connection loss at ERL 0, reinstatement).
+  ends (logout, connection loss at ERL 0, reinstatement) -- also after it dropped a
+  connection because a result said ``drop_connection``.
+* Lock moves are invisible here: a write waits while its gateway obtains the exclusive lock
+  (handed over by the holder, or taken by fencing an unresponsive one) and is BUSY only if
+  the lock does not come within ``ExclusiveLockPolicy.write_wait``.  A write refused
+  because the gateway was fenced is BUSY (never retried by the device); see
+  ``ScsiResult.drop_connection`` for the sessions that were open at the fence.
 * Resets: LOGICAL UNIT RESET and TARGET RESET reach every I_T nexus of the unit, on every
   gateway, the requesting one included (BUS DEVICE RESET FUNCTION OCCURRED); the transport
   awaits ``settle()`` before answering the TMF so that holds when the initiator hears of it.
@@ -123,6 +129,14 @@ class ScsiResult:
     sense: bytes | None = None
     # Bytes the CDB asked to move; None = len(data) for reads, 0 for no-data commands.
     transfer_length: int | None = None
+    # Do not answer: drop the connection (ERL 0 recovery), with every command still queued
+    # on it.  Set for a write from a session that was already open when this gateway found
+    # itself fenced (another gateway broke its exclusive lock because it did not answer in
+    # time): the write may be stale (its initiator may have given up on it and written
+    # through another path), and more of the session's commands may still be queued in the
+    # socket.  It was not executed; the initiator logs in again and re-issues what it still
+    # wants done.  (A write the cluster refused because of the fence is answered BUSY.)
+    drop_connection: bool = False
 
     @property
     def data_length(self) -> int:

@@ -63,6 +63,9 @@ class DiskConfig:
     non_rotational: bool | None = None
     #: write-triggered exclusive-lock failover; None = whenever the backend supports locks
     lock_failover: bool | None = None
+    #: seconds a lock holder has to answer a handoff request before its lock is broken
+    #: (and it is fenced); RADOS counts whole seconds (``lock_handoff_timeout`` setting)
+    lock_handoff_timeout: float = 2.0
     #: reported physical block size (READ CAPACITY(16) LBPPBE); None = the logical block size.
     #: 4096 on 512-byte blocks ("512e") makes initiators align I/O to 4 KiB, what BlueStore
     #: allocates, without changing the logical block size existing filesystems use.
@@ -81,6 +84,8 @@ class DiskConfig:
                 raise ValueError(f"{name} must be printable ASCII of at most {limit} characters")
         if self.hw_max_sectors * 512 < self.block_size:
             raise ValueError("hw_max_sectors is smaller than one block")
+        if not 0 < self.lock_handoff_timeout <= 60:
+            raise ValueError("lock_handoff_timeout must be more than 0 and at most 60 seconds")
         pbs = self.physical_block_size
         if pbs is not None and (pbs < self.block_size or pbs > 65536 or pbs & (pbs - 1)):
             raise ValueError("physical_block_size must be a power of two from the block size to 64 KiB")
@@ -88,6 +93,8 @@ class DiskConfig:
     @property
     def lbppbe(self) -> int:
         """LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT."""
+        if not 0 < self.lock_handoff_timeout <= 60:
+            raise ValueError("lock_handoff_timeout must be more than 0 and at most 60 seconds")
         pbs = self.physical_block_size or self.block_size
         return (pbs // self.block_size).bit_length() - 1
 

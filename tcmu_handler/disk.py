@@ -35,9 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_EXTENDED_COPY = 0x83
-
-
 def _status(status: Status) -> ScsiResult:
     return ScsiResult(status=status)  # a fresh object: transports may annotate results
 _RESTRICTED_STATES = {
@@ -72,8 +69,13 @@ class ScsiDisk:
         lock_on = config.lock_failover
         if lock_on is None:
             lock_on = backend.supports_lock
-        self.lock = (ExclusiveLockPolicy(backend, self.stats, config.osd_op_timeout, self.name)
+        self.lock = (ExclusiveLockPolicy(backend, self.stats, config.osd_op_timeout, self.name,
+                                         handoff_timeout=config.lock_handoff_timeout)
                      if lock_on else None)
+        # Sessions open when this gateway found itself fenced: their writes may be stale.
+        self._stale: set[Nexus] = set()
+        if self.lock is not None:
+            self.lock.on_fenced = self._fenced
         self.registry = registry
         self.table = build_table(self)
         self._tasks: dict[tuple[Nexus, int], bool] = {}
@@ -183,22 +185,29 @@ class ScsiDisk:
                 code = _RESTRICTED_STATES.get(self.alua.state_of_port(nexus.relative_port))
                 if code is not None:
                     raise S.CheckCondition(code)
+            lock = None
             if spec.kind == WRITE:
                 if self.config.read_only:
                     raise S.CheckCondition(S.WRITE_PROTECTED)
                 lock = self.lock
-                if lock is not None and not lock.writable():
-                    if not await lock.wait_writable():
-                        self.stats.busy += 1
-                        return _status(Status.BUSY)
-                    if self._tasks.get((nexus, cmd.task_tag)):  # aborted while waiting
-                        return _status(Status.TASK_ABORTED)
+                # A write runs admitted by the lock (a handoff waits for admitted writes).
+                if lock is not None and (self._stale or not lock.enter()):
+                    refused = await self._admit_write(lock, cmd, nexus)
+                    if refused is not None:
+                        return refused
             try:
                 return await spec.handler(self, cmd)
             except BackendError as e:
-                if not e.fenced or not await self._recover(spec, cmd, e):
+                if not e.fenced:
                     raise
-            return await spec.handler(self, cmd)  # once more, on the new client
+                if spec.kind == WRITE:
+                    return self._fenced_write(e)
+                if not await self._recover_for_read(cmd):
+                    raise
+                return await spec.handler(self, cmd)  # a read, once more, on the new client
+            finally:
+                if lock is not None:
+                    lock.leave()
         except S.CheckCondition as e:
             self.stats.check_conditions += 1
             return check_condition(e)
@@ -216,22 +225,60 @@ class ScsiDisk:
             self.stats.check_conditions += 1
             return check_condition(S.CheckCondition(S.INTERNAL_TARGET_FAILURE))
 
-    async def _recover(self, spec: OpSpec, cmd: ScsiCommand, err: BackendError) -> bool:
-        """A command failed because this gateway's client was fenced (another gateway took
-        the lock).  Reconnect -- and for a write take the lock back -- then say whether the
-        command may run again.  Every retried command is idempotent, or (COMPARE AND WRITE,
-        one RADOS object operation) was refused whole by the OSDs; EXTENDED COPY is not
-        retried (a copy within one disk may have overwritten its own source)."""
-        lock = self.lock
-        if lock is not None:
-            lock.lost(err)
-        if cmd.cdb[0] == _EXTENDED_COPY or self._tasks.get((cmd.nexus, cmd.task_tag)):
-            return False
-        if spec.kind == WRITE and lock is not None:
-            return (lock.writable() or await lock.wait_writable()) and not self._tasks.get(
-                (cmd.nexus, cmd.task_tag))
+    async def _admit_write(self, lock: ExclusiveLockPolicy, cmd: ScsiCommand,
+                           nexus: Nexus) -> ScsiResult | None:
+        """The slow path of the write gate: the lock is not here (wait for it, up to
+        ``write_wait``), or this gateway was fenced.  None: admitted; else the answer."""
+        if nexus in self._stale:
+            return self.refuse_stale(nexus)
+        if lock.enter():
+            return None
+        admitted = await lock.wait_enter()
+        if nexus in self._stale:  # this gateway found itself fenced meanwhile
+            if admitted:
+                lock.leave()
+            return self.refuse_stale(nexus)
+        if not admitted:
+            self.stats.busy += 1
+            return _status(Status.BUSY)
+        if self._tasks.get((nexus, cmd.task_tag)):  # aborted while waiting
+            lock.leave()
+            return _status(Status.TASK_ABORTED)
+        return None
+
+    def _fenced_write(self, err: BackendError) -> ScsiResult:
+        """The cluster refused a write: this gateway was fenced, or lost the lock under it.
+        It is answered BUSY and never retried here -- it may be older than writes made
+        through the new holder (its initiator may have given up on it and written through
+        another path); retrying it is the initiator's decision."""
+        self.stats.busy += 1
+        self.stats.fenced_writes += 1
+        log.warning("%s: a write was refused because this gateway no longer holds the exclusive "
+                    "lock (%s): BUSY", self.name, err)
+        return _status(Status.BUSY)
+
+    def _fenced(self) -> None:
+        """This gateway found itself fenced.  Sessions open now may still have stale writes
+        queued (in its sockets, or in TCP retransmission after a partition): the next write
+        of each is refused by dropping its connection, with everything queued behind it, and
+        the initiator logs in again.  Without this, such a write would take the lock back."""
+        self._stale.update(self.ua.known())
+
+    def stale(self, nexus: Nexus) -> bool:
+        """The session of ``nexus`` was open when this gateway found itself fenced."""
+        return nexus in self._stale
+
+    def refuse_stale(self, nexus: Nexus) -> ScsiResult:
+        self.stats.stale_session_drops += 1
+        log.warning("%s: a write from %s, whose session was open when this gateway was fenced, "
+                    "may be stale: dropping the connection", self.name, nexus.initiator_port)
+        return ScsiResult(status=Status.BUSY, drop_connection=True)
+
+    async def _recover_for_read(self, cmd: ScsiCommand) -> bool:
+        """A read failed because this gateway's client was fenced (a blocklisted client cannot
+        even read).  Reconnect and say whether the read may run again (reads are idempotent)."""
         reopen = getattr(self.backend, "reopen", None)
-        if reopen is None:
+        if reopen is None or self._tasks.get((cmd.nexus, cmd.task_tag)):
             return False
         try:
             await asyncio.wait_for(reopen(), ExclusiveLockPolicy.write_wait)
@@ -258,8 +305,6 @@ class ScsiDisk:
             log.warning("%s: %s", self.name, e)
             return _status(Status.BUSY)
         if e.fenced:
-            if self.lock is not None:
-                self.lock.lost(e)
             self.stats.busy += 1
             return _status(Status.BUSY)
         self.stats.check_conditions += 1
@@ -321,6 +366,7 @@ class ScsiDisk:
         self.abort_task_set(nexus)
         self.reservations.nexus_lost(nexus)
         self.ua.forget(nexus)
+        self._stale.discard(nexus)
         self.copy_results.pop(nexus, None)
 
     # -- data area (max_data_area_mb / qfull_timeout) ---------------------------------
@@ -361,6 +407,9 @@ class ScsiDisk:
         if self.registry is not None:
             self.registry.remove(self)
         if self.lock is not None:
+            # Released, not dropped: a gateway asking for it meanwhile would find no one to
+            # answer and fence this one.
+            await self.lock.release()
             await self.lock.close()
         await self.reservations.close()
 

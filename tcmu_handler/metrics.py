@@ -34,11 +34,25 @@ class LunStats:
     aborted: int = 0
     #: backend operations that hit osd_op_timeout
     timeouts: int = 0
-    #: times this gateway took the exclusive lock (failover onto this path)
+    #: times this gateway took the exclusive lock (any way: free, handed over, broken)
     lock_acquired: int = 0
-    #: times the lock was found lost (fenced by another gateway)
+    #: times this gateway lost the lock (handed over, released, or fenced)
     lock_lost: int = 0
     lock_acquire_failures: int = 0
+    #: acquisitions handed over by a live holder on request (cooperative moves onto this gateway)
+    lock_handoffs_in: int = 0
+    #: times this gateway handed the lock over on another gateway's request
+    lock_handoffs_out: int = 0
+    #: acquisitions that broke an unresponsive holder's lock (Ceph fenced that gateway)
+    lock_breaks: int = 0
+    #: handoff requests received from other gateways
+    lock_requests: int = 0
+    #: times this gateway found itself fenced
+    lock_fenced: int = 0
+    #: writes refused by the cluster because this gateway was fenced (answered BUSY)
+    fenced_writes: int = 0
+    #: connections dropped: a write from a session open when this gateway was fenced
+    stale_session_drops: int = 0
     latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(_BOUNDS_NS) + 1))
     latency_sum_ns: int = 0
     latency_count: int = 0

@@ -245,18 +245,38 @@ _ACCESS_WRITE = OpSpec(0x2A, None, "EXTENDED COPY destination", bytes(10), None,
 
 
 async def _check_access(target: ScsiDisk, nexus: Nexus, write: bool) -> ScsiResult | None:
-    """The copy runs on behalf of the initiator: its reservations apply to every target, and a
-    destination whose exclusive lock is elsewhere is written only once the lock is here."""
+    """The copy runs on behalf of the initiator: its reservations apply to every target."""
     spec = _ACCESS_WRITE if write else _ACCESS_READ
     if target.reservations.restricts and target.reservations.conflicts(nexus, spec, b""):
         return ScsiResult(status=Status.RESERVATION_CONFLICT)
-    if write:
-        if target.config.read_only:
-            raise S.CheckCondition(S.WRITE_PROTECTED)
-        lock = target.lock
-        if lock is not None and not lock.writable() and not await lock.wait_writable():
-            return ScsiResult(status=Status.BUSY)
+    if write and target.config.read_only:
+        raise S.CheckCondition(S.WRITE_PROTECTED)
     return None
+
+
+async def _admit_destinations(disk: ScsiDisk, nexus: Nexus,
+                              targets: list[ScsiDisk]) -> tuple[list, ScsiResult | None]:
+    """A destination whose exclusive lock is elsewhere is written only once the lock is here;
+    the copy holds each destination's write admission until it ends (the issuing disk's was
+    taken by the device).  Returns (admitted locks, or the refusal: BUSY when a lock did not
+    come, the dropped connection of a session open when a destination's gateway was fenced)."""
+    admitted: list = []
+    refused = None
+    for target in targets:
+        lock = target.lock
+        if target is disk or lock is None or any(lock is a for a in admitted):
+            continue
+        if target.stale(nexus):
+            refused = target.refuse_stale(nexus)
+        elif lock.enter() or await lock.wait_enter():
+            admitted.append(lock)
+            continue
+        else:
+            refused = ScsiResult(status=Status.BUSY)
+        for a in admitted:
+            a.leave()
+        return [], refused
+    return admitted, None
 
 
 async def extended_copy(disk: ScsiDisk, cmd: ScsiCommand) -> ScsiResult:
@@ -280,10 +300,17 @@ async def extended_copy(disk: ScsiDisk, cmd: ScsiCommand) -> ScsiResult:
             refused = await _check_access(target, cmd.nexus, write)
             if refused is not None:
                 return refused
+    admitted, refused = await _admit_destinations(disk, cmd.nexus, [targets[seg.dst] for seg in segments])
+    if refused is not None:
+        return refused
     copied = 0
-    for seg in segments:
-        if seg.nbytes:
-            copied += await _copy_segment(targets[seg.src], targets[seg.dst], seg)
+    try:
+        for seg in segments:
+            if seg.nbytes:
+                copied += await _copy_segment(targets[seg.src], targets[seg.dst], seg)
+    finally:
+        for lock in admitted:
+            lock.leave()
     if usage == _USAGE_HOLD:
         held = disk.copy_results.setdefault(cmd.nexus, CopyResults())
         held.pop(list_id, None)

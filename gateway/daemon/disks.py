@@ -12,6 +12,7 @@ any of it the daemon opens a new instance and swaps it in.  Openers:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -57,6 +58,9 @@ class DiskSpec:
 
 
 class DiskOpener(Protocol):
+    #: seconds a lock holder has to answer a handoff request (the ``lock_handoff_timeout`` setting)
+    lock_handoff_timeout: float
+
     async def open(self, spec: DiskSpec, alua: AluaModel) -> ScsiDisk: ...
 
     async def close(self, disk: ScsiDisk) -> None: ...
@@ -70,6 +74,7 @@ class RbdDisks:
     def __init__(self, ceph: Any, settings: Any) -> None:
         self.ceph = ceph
         self.settings = settings
+        self.lock_handoff_timeout = settings.lock_handoff_timeout  # SIGHUP updates it
         self.registry = LunRegistry()
 
     async def open(self, spec: DiskSpec, alua: AluaModel) -> ScsiDisk:
@@ -78,7 +83,8 @@ class RbdDisks:
 
         ioctx = await asyncio.to_thread(self.ceph.ioctx, spec.pool)
         s = self.settings
-        return await open_rbd_disk(spec.disk_config(), pool=spec.pool, image=spec.image, conf=s.ceph_conf,
+        config = dataclasses.replace(spec.disk_config(), lock_handoff_timeout=self.lock_handoff_timeout)
+        return await open_rbd_disk(config, pool=spec.pool, image=spec.image, conf=s.ceph_conf,
                                    client_name=s.cluster_client_name, keyring=keyring_path(s), alua=alua,
                                    registry=self.registry, reservation_ioctx=ioctx, name=spec.name,
                                    owner=False)
@@ -95,8 +101,10 @@ class RbdDisks:
 class MemoryDisks:
     """Disks on the memory backend; ``images`` may be shared between in-process gateways."""
 
-    def __init__(self, size: int = 64 << 20, images: dict[str, Any] | None = None) -> None:
+    def __init__(self, size: int = 64 << 20, images: dict[str, Any] | None = None,
+                 lock_handoff_timeout: float = 2.0) -> None:
         self.size = size
+        self.lock_handoff_timeout = lock_handoff_timeout
         self.images = images if images is not None else {}
         self.registry = LunRegistry()
         self.missing: set[str] = set()  # names that fail to open (tests: a missing image)
@@ -111,7 +119,8 @@ class MemoryDisks:
         if image is None:
             image = self.images[spec.name] = MemoryImage(self.size)
         backend = MemoryBackend(image=image, supports_lock=True)
-        disk = ScsiDisk(spec.disk_config(), backend, alua=alua, reservations=MemoryReservationStore(),
+        config = dataclasses.replace(spec.disk_config(), lock_handoff_timeout=self.lock_handoff_timeout)
+        disk = ScsiDisk(config, backend, alua=alua, reservations=MemoryReservationStore(),
                         registry=self.registry, name=spec.name)
         await disk.start()
         return disk

@@ -1,15 +1,18 @@
 """Who holds a disk's exclusive lock as ownership moves, and lock thrashing.
 
 The write path (``tcmu_handler.lock``) moves the lock on demand: a write through a gateway
-that does not hold it takes it, fencing the holder.  The daemon adds the planned moves:
+that does not hold it asks the holder to hand it over (the holder finishes its writes and
+releases; nobody is fenced) and breaks the lock -- fencing the holder -- only when the holder
+does not answer within ``lock_handoff_timeout``.  The daemon adds the planned moves:
 
 * a gateway that becomes a disk's owner (start, ``set_lun_owner``, drain, a gateway
-  removed) takes the lock *if it is free* -- it never fences a live holder, which keeps
+  removed) takes the lock *if it is free* -- it never asks or fences a holder, which keeps
   serving the initiator until it writes through the new owner;
-* a gateway that stops being the owner releases the lock, so the new owner finds it free.
+* a gateway that stops being the owner releases the lock (after the writes it admitted),
+  so the new owner finds it free: a drain moves the lock without fencing anyone.
 
 ``LockMoveMonitor`` applies ceph-iscsi's device-status rule to the lock moves this gateway
-sees (taken + lost): ``lock_lost_cnt_threshhold`` moves between two polls
+sees (taken + lost, handoffs included): ``lock_lost_cnt_threshhold`` moves between two polls
 (``status_check_interval``) mark the disk as thrashing ("excessive failovers");
 ``stable_state_reset_count`` quiet polls clear it.
 """

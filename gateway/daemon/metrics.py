@@ -203,6 +203,20 @@ def _lun_families(snap: Snapshot) -> Iterator[Metric]:
                                    labels=labels)
     lost = CounterMetricFamily("ceph_iscsi_lun_lock_lost", "Times this gateway lost the exclusive lock",
                                labels=labels)
+    handoffs = CounterMetricFamily("ceph_iscsi_lun_lock_handoffs",
+                                   "Cooperative lock moves: handed over to this gateway (in) or by it (out)",
+                                   labels=[*labels, "direction"])
+    breaks = CounterMetricFamily("ceph_iscsi_lun_lock_breaks",
+                                 "Times this gateway broke an unresponsive holder's lock (fencing it)",
+                                 labels=labels)
+    fenced = CounterMetricFamily("ceph_iscsi_lun_lock_fenced", "Times this gateway found itself fenced",
+                                 labels=labels)
+    fenced_writes = CounterMetricFamily("ceph_iscsi_lun_fenced_writes",
+                                        "Writes refused (BUSY) because this gateway no longer held the lock",
+                                        labels=labels)
+    stale_drops = CounterMetricFamily("ceph_iscsi_lun_stale_session_drops",
+                                      "Connections dropped on a write from a session open when this "
+                                      "gateway was fenced", labels=labels)
     reconnects = CounterMetricFamily("ceph_iscsi_lun_reconnects",
                                      "New RADOS clients after this gateway was fenced", labels=labels)
     holder = GaugeMetricFamily("ceph_iscsi_lun_lock_owner", "This gateway holds the exclusive lock",
@@ -228,13 +242,19 @@ def _lun_families(snap: Snapshot) -> Iterator[Metric]:
         timeouts.add_metric(key, s["timeouts"])
         acquired.add_metric(key, s["lock_acquired"])
         lost.add_metric(key, s["lock_lost"])
+        handoffs.add_metric([*key, "in"], s["lock_handoffs_in"])
+        handoffs.add_metric([*key, "out"], s["lock_handoffs_out"])
+        breaks.add_metric(key, s["lock_breaks"])
+        fenced.add_metric(key, s["lock_fenced"])
+        fenced_writes.add_metric(key, s["fenced_writes"])
+        stale_drops.add_metric(key, s["stale_session_drops"])
         reconnects.add_metric(key, lun.reconnects)
         holder.add_metric(key, 1 if lun.lock_owner else 0)
         optimized.add_metric(key, 1 if lun.owner else 0)
         thrashing.add_metric(key, 1 if lun.thrashing else 0)
         episodes.add_metric(key, lun.thrash_episodes)
-    yield from (latency, ops, nbytes, busy, timeouts, acquired, lost, reconnects, holder, optimized,
-                thrashing, episodes)
+    yield from (latency, ops, nbytes, busy, timeouts, acquired, lost, handoffs, breaks, fenced,
+                fenced_writes, stale_drops, reconnects, holder, optimized, thrashing, episodes)
 
 
 def _gateway_families(snap: Snapshot) -> Iterator[Metric]:

@@ -129,7 +129,8 @@ class GatewayService:
         self.ip_addresses = await asyncio.to_thread(host_addresses)
         loop = asyncio.get_running_loop()
         self.server = PortalServer(self.registry, loop)
-        opener = MemoryDisks() if s.data_backend == "memory" else RbdDisks(self.ceph, s)
+        opener = (MemoryDisks(lock_handoff_timeout=s.lock_handoff_timeout) if s.data_backend == "memory"
+                  else RbdDisks(self.ceph, s))
         self.reconciler = Reconciler(self.gateway, self.registry, opener, target_defaults=s.target_defaults,
                                      disk_defaults=s.disk_defaults, server=self.server)
         if s.prometheus_exporter:
@@ -314,6 +315,10 @@ class GatewayService:
         if self.reconciler is not None:
             self.reconciler.target_defaults = new.target_defaults
             self.reconciler.disk_defaults = new.disk_defaults
+            self.reconciler.opener.lock_handoff_timeout = new.lock_handoff_timeout
+            for live in self.reconciler.disks.values():  # the disks open now, too
+                if live.disk.lock is not None:
+                    live.disk.lock.handoff_timeout = new.lock_handoff_timeout
         if (old.prometheus_host, old.prometheus_port, old.prometheus_exporter) != \
                 (new.prometheus_host, new.prometheus_port, new.prometheus_exporter):
             await self._restart_metrics()

@@ -9,7 +9,7 @@ LUNs are numbered in order: the RAM disks first, then the RBD images, then the r
 RBD images.  Two gateways of one target are two processes with their own TPG tags on the
 same images, e.g. ``--tpg 1 --alua-tpgs 1,2`` and ``--tpg 2 --alua-tpgs 1,2``: implicit ALUA
 with the owner's group (``--owner-tpg``, default the lowest tag) Active/Optimized; the owner
-takes the RBD exclusive lock at start, the other gateway takes it on its first write.
+takes the RBD exclusive lock at start, the other gateway asks for it on its first write.
 
 The daemon (rbd-target-gw) configures the same registry from the cluster config instead.
 """
@@ -107,7 +107,8 @@ async def open_rbd_disks(args: argparse.Namespace):
         pool, _, image = spec.partition("/")
         ioctx = cluster.open_ioctx(pool)
         config = DiskConfig(wwn=_wwn_of(ioctx, image), read_only=read_only, block_size=args.block_size,
-                            physical_block_size=args.physical_block_size)
+                            physical_block_size=args.physical_block_size,
+                            lock_handoff_timeout=args.lock_handoff_timeout)
         disks.append(await open_rbd_disk(config, pool=pool, image=image, conf=args.ceph_conf,
                                          client_name=args.client_name, alua=alua_model(args),
                                          registry=registry, reservation_ioctx=ioctx,
@@ -163,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="TPG tags of every gateway of the target: implicit ALUA")
     p.add_argument("--owner-tpg", type=int, metavar="TAG",
                    help="the gateway owning the disks (AO, takes the lock); default the lowest tag")
+    p.add_argument("--lock-handoff-timeout", type=int, default=2, metavar="SECONDS",
+                   help="how long the lock holder has to answer a request for it before it is fenced")
     p.add_argument("--acl", action="append", metavar="IQN", help="allowed initiator (enables ACLs)")
     p.add_argument("--chap", metavar="USER:PASSWORD", help="CHAP the initiator must prove")
     p.add_argument("--mutual-chap", metavar="USER:PASSWORD", help="CHAP the target proves (mutual)")

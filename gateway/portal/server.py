@@ -244,6 +244,12 @@ class IscsiConnection(asyncio.BufferedProtocol):
             result = ScsiResult(status=Status.CHECK_CONDITION, sense=_HARDWARE_ERROR)
         if self.closing:
             return
+        if result.drop_connection:
+            # A write of a session open when this gateway was fenced: it may be stale, and so
+            # may whatever is still queued behind it; drop them all (see ScsiResult).
+            self._flush_now()
+            self.close("this gateway was fenced while the session was open; its writes may be stale")
+            return
         self.conn.complete(task, result.status, result.data, result.sense, result.transfer_length)
         self._flush()
 

@@ -50,6 +50,21 @@ class Extent:
     allocated: bool
 
 
+class LockListener(Protocol):
+    """What the exclusive-lock policy of a disk hears from its backend (on the event loop)."""
+
+    def release_requested(self, asker: str) -> bool:
+        """Another gateway (client ``asker``) asks this client, the holder, for the lock.
+        Returns True when this client releases it (it stops admitting writes at once and
+        releases once its writes in flight have completed)."""
+        ...
+
+    def fenced(self, err: BackendError) -> None:
+        """This client was found fenced (blocklisted, or its lock broken): it holds no lock,
+        and its writes in flight fail."""
+        ...
+
+
 class Backend(Protocol):
     """What a SCSI disk needs from its storage."""
 
@@ -61,6 +76,11 @@ class Backend(Protocol):
     write_cache: bool
     #: True when lock_* operations are meaningful (RBD exclusive-lock feature)
     supports_lock: bool
+    #: None: writes are not gated (no lock policy); False: writes fail with EROFS at once,
+    #: before reaching the cluster; True: this client holds the lock, writes go through.
+    #: The lock policy sets it, so a write admitted under a lock that was since lost can
+    #: never land through a later one.
+    lock_writes: bool | None
 
     async def read(self, offset: int, length: int) -> memoryview:
         """Exactly ``length`` bytes (a short read is an error)."""
@@ -104,9 +124,23 @@ class Backend(Protocol):
         """Become the exclusive-lock owner, breaking (fencing) any other owner."""
         ...
 
-    async def lock_owners(self) -> list[str]: ...
+    async def lock_owners(self) -> list[str]:
+        """Clients holding the lock, by the address ``lock_request_release`` takes."""
+        ...
 
-    async def lock_break(self, owner: str) -> None: ...
+    async def lock_break(self, owner: str) -> None:
+        """Break ``owner``'s lock; Ceph blocklists (fences) that client."""
+        ...
+
+    def set_lock_listener(self, listener: LockListener | None) -> None:
+        """Who hears lock requests from other gateways and this client's fencing."""
+        ...
+
+    async def lock_request_release(self, owner: str, timeout: float) -> bool:
+        """Ask the holder ``owner`` (another gateway) to hand the lock over; True when it
+        promised to within ``timeout`` seconds, False when it did not answer (dead, frozen,
+        cut off, or a client that does not take part: only then may it be fenced)."""
+        ...
 
     async def is_lock_owner(self) -> bool: ...
 

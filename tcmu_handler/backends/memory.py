@@ -4,10 +4,11 @@ It behaves like librbd where the SCSI layer cares: allocation is tracked per
 unit (``granularity``) so GET LBA STATUS has something real to report, a
 discard below the unit size is a no-op (as in librbd), write_zeroes always
 zeroes, and an optional shared :class:`LockDomain` lets two handles on one
-"image" model two gateways fighting over the exclusive lock.
+"image" model two gateways fighting over the exclusive lock, including the
+handoff requests gateways send each other (the RADOS notify of the rbd backend).
 
-Test hooks (``gate``, ``fail``) exist only to drive error and timing paths in
-pure-logic unit tests.
+Test hooks (``gate``, ``fail``, ``unresponsive``) exist only to drive error and
+timing paths in pure-logic unit tests.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import errno
 import itertools
 from collections.abc import Callable
 
-from .base import BackendError, Extent
+from .base import BackendError, Extent, LockListener
 
 _client_ids = itertools.count(1)
 
@@ -28,6 +29,8 @@ class LockDomain:
     def __init__(self) -> None:
         self.owner: str | None = None
         self.blocklisted: set[str] = set()
+        self.requests = 0  # handoff requests sent
+        self.breaks = 0    # locks broken (clients fenced)
 
 
 class MemoryImage:
@@ -71,7 +74,10 @@ class MemoryBackend:
         self.image = image
         self.object_size = object_size
         self.supports_lock = supports_lock
+        self.lock_writes: bool | None = None
         self.client = f"client.{next(_client_ids)}"
+        self._listener: LockListener | None = None
+        self._fence_reported = False
         self._listeners: list[Callable[[int], None]] = []
         self.size = image.size
         # test hooks
@@ -80,6 +86,8 @@ class MemoryBackend:
         self.ops: list[tuple[str, int, int]] = []
         self.flushes = 0
         self.reopens = 0
+        #: a frozen gateway: handoff requests to it are never answered
+        self.unresponsive = False
         self._reopening: asyncio.Task | None = None
         self.closed = False
         image.handles.append(self)
@@ -103,9 +111,13 @@ class MemoryBackend:
         if self.supports_lock and self.client in self.image.locks.blocklisted:
             self._fenced_seen()
             raise BackendError(errno.ESHUTDOWN, op, "client is blocklisted")
+        if writes and self.lock_writes is False:
+            raise BackendError(errno.EROFS, op, "this gateway does not hold the exclusive lock")
         if writes and self.supports_lock:
             locks = self.image.locks
             if locks.owner not in (None, self.client):
+                if self.lock_writes:
+                    self._report_fenced(errno.EROFS)
                 raise BackendError(errno.EROFS, op, "exclusive lock held by another client")
             locks.owner = self.client  # librbd takes a free lock implicitly on write
         if offset + length > len(self.image.data):
@@ -195,13 +207,16 @@ class MemoryBackend:
         await asyncio.sleep(0)
         locks = self.image.locks
         if self.client in locks.blocklisted:
+            self._fenced_seen()
             raise BackendError(errno.ESHUTDOWN, "lock_acquire", "client is blocklisted")
         if locks.owner not in (None, self.client):
             locks.blocklisted.add(locks.owner)
+            locks.breaks += 1
         locks.owner = self.client
 
     async def lock_owners(self) -> list[str]:
         await asyncio.sleep(0)
+        self._check_blocklisted("lock_owners")
         owner = self.image.locks.owner
         return [owner] if owner else []
 
@@ -211,6 +226,7 @@ class MemoryBackend:
         if locks.owner == owner:
             locks.owner = None
             locks.blocklisted.add(owner)
+            locks.breaks += 1
 
     async def is_lock_owner(self) -> bool:
         return self.image.locks.owner == self.client
@@ -219,6 +235,7 @@ class MemoryBackend:
         await asyncio.sleep(0)
         locks = self.image.locks
         if self.client in locks.blocklisted:
+            self._fenced_seen()
             raise BackendError(errno.ESHUTDOWN, "lock_acquire", "client is blocklisted")
         if locks.owner in (None, self.client):
             locks.owner = self.client
@@ -227,8 +244,43 @@ class MemoryBackend:
 
     async def lock_release(self) -> None:
         await asyncio.sleep(0)
+        self._check_blocklisted("lock_release")
         if self.image.locks.owner == self.client:
             self.image.locks.owner = None
+
+    def set_lock_listener(self, listener: LockListener | None) -> None:
+        self._listener = listener
+
+    async def lock_request_release(self, owner: str, timeout: float) -> bool:
+        """The handoff request: the handle of client ``owner`` answers through its listener
+        (a blocklisted client no longer watches; an unresponsive one never answers)."""
+        await asyncio.sleep(0)
+        locks = self.image.locks
+        locks.requests += 1
+        if self.client in locks.blocklisted:
+            self._fenced_seen()
+            raise BackendError(errno.ESHUTDOWN, "lock request", "client is blocklisted")
+        for h in self.image.handles:
+            if h.client == owner and not h.closed and h._listener is not None \
+                    and owner not in locks.blocklisted:
+                if h.unresponsive:
+                    await asyncio.sleep(timeout)
+                    return False
+                return bool(h._listener.release_requested(self.client))
+        return False
+
+    def _check_blocklisted(self, op: str) -> None:
+        if self.supports_lock and self.client in self.image.locks.blocklisted:
+            self._fenced_seen()
+            raise BackendError(errno.ESHUTDOWN, op, "client is blocklisted")
+
+    def _report_fenced(self, err: int) -> None:
+        if self.lock_writes:
+            self.lock_writes = False
+        if not self._fence_reported:
+            self._fence_reported = True
+            if self._listener is not None:
+                self._listener.fenced(BackendError(err, "memory", "this client was fenced"))
 
     async def reopen(self) -> None:
         """A new client id, as a fenced gateway gets when it reconnects to RADOS."""
@@ -236,9 +288,12 @@ class MemoryBackend:
         if self.client in self.image.locks.blocklisted:
             self.client = f"client.{next(_client_ids)}"
             self.reopens += 1
+            self._fence_reported = False
 
     def _fenced_seen(self) -> None:
-        """Like the rbd backend: a blocklisted client reconnects in the background."""
+        """Like the rbd backend: a blocklisted client tells the lock policy and reconnects
+        in the background."""
+        self._report_fenced(errno.ESHUTDOWN)
         if self._reopening is None or self._reopening.done():
             self._reopening = asyncio.get_running_loop().create_task(self.reopen())
 

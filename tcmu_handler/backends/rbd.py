@@ -23,14 +23,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from ctypes import addressof, byref, c_int, c_uint64, c_void_p
+from ctypes import addressof, byref, c_uint64, c_void_p
 
 from . import librbd as L
 from .base import BackendError, BackendTimeout, Extent
+from .rbd_lock import RbdLockMixin
 
 log = logging.getLogger(__name__)
 
 POLL_BATCH = 32
+NOT_HOLDER = "this gateway does not hold the exclusive lock"
 _SHARED_EXECUTOR: ThreadPoolExecutor | None = None
 
 
@@ -75,6 +77,7 @@ class RbdImage:
         self.cluster = c_void_p()
         self.ioctx = c_void_p()
         self.image = c_void_p()
+        self.channel = None  # the lock handoff channel (rbd_lock.HandoffChannel) of this client
         L.check("rados_create2", L.rados.rados_create2(byref(self.cluster), b"ceph", name.encode(), 0))
         try:
             L.check("rados_conf_read_file", L.rados.rados_conf_read_file(
@@ -99,6 +102,9 @@ class RbdImage:
         return ""
 
     def close(self) -> None:
+        if self.channel is not None:
+            channel, self.channel = self.channel, None
+            channel.close(wait=15.0)
         if self.image:
             L.rbd.rbd_close(self.image)
             self.image = c_void_p()
@@ -110,7 +116,7 @@ class RbdImage:
             self.cluster = c_void_p()
 
 
-class RbdBackend:
+class RbdBackend(RbdLockMixin):
     """:class:`~tcmu_handler.backends.base.Backend` over one RBD image."""
 
     write_cache = False
@@ -136,6 +142,7 @@ class RbdBackend:
         self.size = 0
         self.object_size = 4 << 20
         self.supports_lock = False
+        self.lock_writes: bool | None = None
         self.image_id = ""
         self._img: RbdImage | None = None
         self._handle = 0
@@ -179,6 +186,8 @@ class RbdBackend:
         except TimeoutError:
             raise BackendTimeout(getattr(fn, "__name__", "call"), limit or 0) from None
         except L.LibError as e:
+            if e.errno == errno.ESHUTDOWN:
+                self._fenced_seen()
             raise BackendError(e.errno, e.call) from None
 
     def _locked(self, fn, args):
@@ -199,9 +208,11 @@ class RbdBackend:
                                    self.namespace, self.options)
         self._attach(img)
         await self._blocking(self._stat)
+        await self._start_channel()
 
     def _attach(self, img: RbdImage) -> None:
         self._img = img
+        self._fence_reported = False
         self._handle = img.image.value
         self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         L.check("rbd_set_image_notification",
@@ -238,6 +249,7 @@ class RbdBackend:
 
     def _detach(self) -> RbdImage | None:
         img, self._img = self._img, None
+        self._channel = None  # closed with the image
         if self._efd >= 0:
             self._loop.remove_reader(self._efd)
         if img is not None and self._watch_handle.value:
@@ -286,8 +298,9 @@ class RbdBackend:
                 self._reopening = None
 
     def _fenced_seen(self) -> None:
-        """A completion said -ESHUTDOWN: this client is blocklisted; get a new one in the
-        background so reads work again (writes still wait for the lock policy)."""
+        """A call said -ESHUTDOWN: this client is blocklisted; tell the lock policy, and get
+        a new client in the background so reads work again (writes wait for the policy)."""
+        self._report_fenced(errno.ESHUTDOWN)
         if self._reopening is None and not self.closed and time.monotonic() >= self._next_reopen:
             self._next_reopen = time.monotonic() + 1.0
             self._reopening = self._loop.create_task(self._reconnect())
@@ -315,6 +328,7 @@ class RbdBackend:
                                    self.namespace, self.options)
         self._attach(new)
         await self._blocking(self._stat)
+        await self._start_channel()
         self.reconnects += 1
         log.info("%s/%s reopened as %s", self.pool, self.image_name, new.address())
 
@@ -381,6 +395,8 @@ class RbdBackend:
     async def write(self, offset: int, data, fua: bool = False) -> None:
         if not len(data):
             return
+        if self.lock_writes is False:
+            raise BackendError(errno.EROFS, "write", NOT_HOLDER)
         slot = self._slot("write", len(data))
         iov = slot.iov
         iov.iov_base = self._view(slot, data)
@@ -391,6 +407,8 @@ class RbdBackend:
     async def writesame(self, offset: int, length: int, pattern: bytes) -> None:
         if length <= 0:
             return
+        if self.lock_writes is False:
+            raise BackendError(errno.EROFS, "writesame", NOT_HOLDER)
         slot = self._slot("writesame", length)
         ptr = self._view(slot, pattern)
         await self._submitted(slot, L.rbd.rbd_aio_writesame(self._handle, offset, length, ptr, len(pattern),
@@ -399,6 +417,8 @@ class RbdBackend:
     async def write_zeroes(self, offset: int, length: int) -> None:
         if length <= 0:
             return
+        if self.lock_writes is False:
+            raise BackendError(errno.EROFS, "write_zeroes", NOT_HOLDER)
         slot = self._slot("write_zeroes", length)
         await self._submitted(slot, L.rbd.rbd_aio_write_zeroes(self._handle, offset, length,
                                                                slot.comp.value, 0, 0))
@@ -406,12 +426,16 @@ class RbdBackend:
     async def discard(self, offset: int, length: int) -> None:
         if length <= 0:
             return
+        if self.lock_writes is False:
+            raise BackendError(errno.EROFS, "discard", NOT_HOLDER)
         slot = self._slot("discard", length)
         await self._submitted(slot, L.rbd.rbd_aio_discard(self._handle, offset, length, slot.comp.value))
 
     async def compare_and_write(self, offset: int, compare, data) -> int | None:
         if not len(data):
             return None
+        if self.lock_writes is False:
+            raise BackendError(errno.EROFS, "compare_and_write", NOT_HOLDER)
         slot = self._slot("compare_and_write", len(data), self._caw_cb)
         cmp_ptr = self._view(slot, compare)
         data_ptr = self._view(slot, data)
@@ -481,20 +505,24 @@ class RbdBackend:
                 fut.set_result(int(slot.mismatch.value))  # offset within the compared range
                 return
             if ret < 0:
-                if ret == -errno.ESHUTDOWN:
-                    self._fenced_seen()
+                self._failed(ret)
                 fut.set_exception(BackendError(-ret, op))
             else:
                 fut.set_result(None)
             return
         if ret < 0:
-            if ret == -errno.ESHUTDOWN:
-                self._fenced_seen()
+            self._failed(ret)
             fut.set_exception(BackendError(-ret, op))
         elif op == "read" and ret != slot.length:
             fut.set_exception(BackendError(errno.EIO, op, f"short read: {ret} of {slot.length} bytes"))
         else:
             fut.set_result(None)
+
+    def _failed(self, ret: int) -> None:
+        if ret == -errno.ESHUTDOWN:
+            self._fenced_seen()
+        elif ret == -errno.EROFS and self.lock_writes:  # our lock was broken under a write
+            self._report_fenced(errno.EROFS)
 
     def _check_deadlines(self) -> None:
         """Fail operations older than osd_op_timeout; their slots stay until librbd completes."""
@@ -569,59 +597,3 @@ class RbdBackend:
         if pos < end:
             out.append(Extent(pos, end - pos, False))
         return out
-
-    # -- exclusive lock ----------------------------------------------------------------------------------
-    async def is_lock_owner(self) -> bool:
-        return await self._blocking(self._is_owner)
-
-    def _is_owner(self) -> bool:
-        owner = c_int(0)
-        L.check("rbd_is_exclusive_lock_owner", L.rbd.rbd_is_exclusive_lock_owner(self._image(), byref(owner)))
-        return bool(owner.value)
-
-    async def lock_owners(self) -> list[str]:
-        return await self._blocking(lambda: L.lock_owners(self._image()))
-
-    async def lock_break(self, owner: str) -> None:
-        await self._blocking(self._break, owner)
-
-    def _break(self, owner: str) -> None:
-        ret = L.rbd.rbd_lock_break(self._image(), L.RBD_LOCK_MODE_EXCLUSIVE, owner.encode())
-        if ret not in (0, -errno.ENOENT):
-            L.check("rbd_lock_break", ret)
-
-    async def lock_acquire(self) -> None:
-        """Break any other owner's lock (Ceph blocklists it) and take the lock."""
-        await self._blocking(self._acquire)
-
-    def _acquire(self) -> None:
-        if self._is_owner():
-            return
-        for owner in L.lock_owners(self._image()):
-            self._break(owner)
-        L.check("rbd_lock_acquire", L.rbd.rbd_lock_acquire(self._image(), L.RBD_LOCK_MODE_EXCLUSIVE))
-
-    async def lock_try_acquire(self) -> bool:
-        """Take the lock only if nobody holds it (never fences anyone); True if owner now."""
-        return await self._blocking(self._try_acquire)
-
-    def _try_acquire(self) -> bool:
-        if self._is_owner():
-            return True
-        # Asking librbd while another client holds the lock would make it request the lock
-        # from that client, which for a dead one waits out its watch (~30 s): look first.
-        if L.lock_owners(self._image()):
-            return False
-        ret = L.rbd.rbd_lock_acquire(self._image(), L.RBD_LOCK_MODE_EXCLUSIVE)
-        if ret in (-errno.EROFS, -errno.EBUSY):  # someone was quicker
-            return False
-        L.check("rbd_lock_acquire", ret)
-        return True
-
-    async def lock_release(self) -> None:
-        """Give the lock up (librbd lets in-flight writes finish first); a no-op if not owner."""
-        await self._blocking(self._release_lock)
-
-    def _release_lock(self) -> None:
-        if self._is_owner():
-            L.check("rbd_lock_release", L.rbd.rbd_lock_release(self._image()))

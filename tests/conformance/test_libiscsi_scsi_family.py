@@ -77,7 +77,11 @@ def images(ceph_cluster):
             with rbd.Image(ioctx, name) as img:
                 image_id = img.id()
             rbd.RBD().remove(ioctx, name)
-            ioctx.remove_object(f"gateway.pr.{image_id}")
+            for oid in (f"gateway.pr.{image_id}", f"gateway.lock.{image_id}"):
+                try:
+                    ioctx.remove_object(oid)
+                except rados.ObjectNotFound:
+                    pass
         except (rbd.Error, rados.Error):
             pass
     ioctx.close()

@@ -26,7 +26,7 @@ BOB = "iqn.2024-01.org.example:bob"
 
 @pytest.fixture
 def image(ceph_cluster):
-    """A fresh image; removed with its reservation object afterwards."""
+    """A fresh image; removed with its reservation and lock handoff objects afterwards."""
     cluster = ceph_cluster.rados_connect()
     ioctx = cluster.open_ioctx(ceph_cluster.pool)
     name = f"data-{uuid.uuid4().hex[:8]}"
@@ -38,7 +38,11 @@ def image(ceph_cluster):
         with rbd.Image(ioctx, name) as img:
             image_id = img.id()
         rbd.RBD().remove(ioctx, name)
-        ioctx.remove_object(f"gateway.pr.{image_id}")
+        for oid in (f"gateway.pr.{image_id}", f"gateway.lock.{image_id}"):
+            try:
+                ioctx.remove_object(oid)
+            except rados.ObjectNotFound:
+                pass
     except (rbd.Error, rados.Error):
         pass
     ioctx.close()
@@ -110,7 +114,8 @@ async def hammer(client: Client, me: str, start: asyncio.Event, seconds: float) 
 
 def test_compare_and_write_through_two_gateways_never_succeeds_twice_on_one_old_value(ceph_cluster, image):
     """Two initiators, each through its own gateway process (own RADOS clients, the exclusive
-    lock moving between them on every write), race COMPARE AND WRITE on block 0."""
+    lock moving between them on every write), race COMPARE AND WRITE on block 0.  Both
+    gateways are alive, so every lock move is a handoff: nobody is fenced."""
     ioctx, name = image
     with rbd.Image(ioctx, name) as img:
         img.write(b"init".ljust(BS, b"."), 0)
@@ -131,7 +136,9 @@ def test_compare_and_write_through_two_gateways_never_succeeds_twice_on_one_old_
                 c.close()
             return results
         a, b = asyncio.run(race())
-        moves = sum(log.count("exclusive lock acquired") for log in (gw1.log(), gw2.log()))
+        logs = gw1.log() + gw2.log()
+        moves = logs.count("exclusive lock acquired")
+        handed, fenced = logs.count("lock acquired (handed over by"), logs.count("lock acquired (fenced")
     wins = a["won"] + b["won"]
     olds = [old for old, _new in wins]
     assert len(olds) == len(set(olds)), "two COMPARE AND WRITEs succeeded on the same old value"
@@ -145,6 +152,8 @@ def test_compare_and_write_through_two_gateways_never_succeeds_twice_on_one_old_
     contested = set(a["tried"]) & set(b["tried"])
     print(f"\nCAW race through two gateways: {len(a['tried'])} + {len(b['tried'])} attempts, "
           f"{len(a['won'])} + {len(b['won'])} won, {len(contested)} old values raced by both, "
-          f"{a['busy'] + b['busy']} BUSY, {moves} lock acquisitions")
+          f"{a['busy'] + b['busy']} BUSY, {moves} lock acquisitions: {handed} handed over by the "
+          f"holder, {fenced} by fencing it")
     assert contested, "the two initiators never raced on the same old value"
     assert a["won"] and b["won"] and moves > 2
+    assert fenced == 0 and handed > 0, "a live gateway was fenced"

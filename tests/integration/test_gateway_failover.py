@@ -1,4 +1,4 @@
-"""Failover between two rbd-target-gw processes: data safety and fencing.
+"""Failover between two rbd-target-gw processes: data safety, lock handoff and fencing.
 
 QEMU's libiscsi driver (qemu-io) is the initiator that writes and verifies: it retries BUSY
 as a host does, so the write that moves the exclusive lock succeeds once the lock moved.
@@ -106,7 +106,8 @@ def test_acknowledged_writes_survive_kill_9_of_the_owning_gateway(pair, ceph_clu
     fences_before = blocklist(ceph_cluster)
     pair.gateways["gw-a"].kill()
     t0 = time.monotonic()
-    # The first write through gw-b takes the lock (BUSY meanwhile; qemu retries), fencing gw-a.
+    # The first write through gw-b asks gw-a for the lock; dead, it does not answer within
+    # lock_handoff_timeout, so gw-b breaks the lock, fencing gw-a (the write waits meanwhile).
     write_and_verify(pair, "gw-b", {8 * KB64: 0x30, 0: 0x31, 9 * KB64: 0x32})
     print(f"\nwrites continued through gw-b {time.monotonic() - t0:.2f} s after kill -9 of gw-a")
     verify_all(pair, "gw-b")
@@ -125,9 +126,43 @@ def test_a_restarted_gateway_serves_current_data_and_does_not_steal_the_lock(pai
     assert lock_holders(pair) == ["gw-b"]
 
 
-def test_a_frozen_gateway_that_lost_the_lock_cannot_write_stale_data(pair):
+def test_a_live_holder_hands_the_lock_over_and_nobody_is_blocklisted(pair, ceph_cluster):
+    """Both gateways alive: a write through the one without the lock asks the holder, which
+    hands the lock over once its writes are done, and back again -- no blocklist entry."""
+    wait_holders(pair, ["gw-b"])
+    before = blocklist(ceph_cluster)
+    breaks = {n: gw.log_tail(10**8).count("breaking its lock") for n, gw in pair.gateways.items()}
+    lba = 30 * KB64 // 512
+
+    async def writes() -> list[tuple[str, float]]:
+        sessions = {n: Session(*pair.addresses[n], IQN) for n in ("gw-a", "gw-b")}
+        for s in sessions.values():
+            await s.login()
+        took = []
+        try:
+            for name in ("gw-b", "gw-a", "gw-b", "gw-a", "gw-b"):  # the holder first: no move
+                t0 = time.monotonic()
+                res = await sessions[name].command(write10(lba, 1), write=bytes([len(took)]) * 512)
+                took.append((name, time.monotonic() - t0))
+                assert res.status == GOOD, (name, res)
+        finally:
+            for s in sessions.values():
+                s.close()
+        return took
+
+    took = asyncio.run(writes())
+    print("\nwrite latency: through the holder {:.1f} ms, moving the lock by handoff {}".format(
+        took[0][1] * 1000, ", ".join(f"{t * 1000:.1f} ms" for _, t in took[1:])))
+    assert blocklist(ceph_cluster) == before, "a handoff between live gateways fenced one of them"
+    wait_holders(pair, ["gw-b"])
+    assert "asks for the exclusive lock: handing it over" in pair.gateways["gw-a"].log_tail(200000)
+    assert breaks == {n: gw.log_tail(10**8).count("breaking its lock") for n, gw in pair.gateways.items()}
+
+
+def test_a_frozen_gateway_that_lost_the_lock_cannot_write_stale_data(pair, ceph_cluster):
     """gw-b holds the lock and freezes (SIGSTOP) with a write queued; the initiator moves to
-    gw-a, whose write fences gw-b.  Thawed, gw-b must not land the queued write."""
+    gw-a, which asks gw-b for the lock, gets no answer within lock_handoff_timeout, and breaks
+    gw-b's lock (Ceph fences gw-b).  Thawed, gw-b must not land the queued write."""
     lba = 10 * KB64 // 512
     stale = bytes([0xEE]) * KB64
 
@@ -140,15 +175,22 @@ def test_a_frozen_gateway_that_lost_the_lock_cannot_write_stale_data(pair):
         try:
             itt = s.send(write10(lba, KB64 // 512), write=stale)
             await s.flush()
+            t0 = time.monotonic()
             await asyncio.to_thread(write_and_verify, pair, "gw-a", {10 * KB64: 0x44})
+            print(f"\nwrite through gw-a, fencing the frozen holder: {time.monotonic() - t0:.2f} s "
+                  f"(qemu-io included)")
         finally:
             pair.gateways["gw-b"].resume()
         res = await s.result(itt, timeout=60)
         s.close()
         return res
 
+    wait_holders(pair, ["gw-b"])
+    before = blocklist(ceph_cluster)
     res = asyncio.run(scenario())
     print(f"\nthe write queued to the frozen gateway got {'no answer' if res is None else hex(res.status)}")
+    assert blocklist(ceph_cluster) - before, "the frozen holder was not fenced"
+    assert "did not answer within 2 s: breaking its lock" in pair.gateways["gw-a"].log_tail(200000)
     assert res is None or res.status != GOOD, "the fenced gateway acknowledged a stale write"
     if res is not None:
         assert res.status == BUSY
@@ -167,7 +209,8 @@ def test_a_frozen_gateway_that_lost_the_lock_cannot_write_stale_data(pair):
 
 def test_lock_ping_pong_is_detected_logged_and_exported(pair):
     """Writing through both gateways alternately moves the lock on every write (what a
-    round-robin path policy does): the gateways flag it as thrashing."""
+    round-robin path policy does): the gateways flag it as thrashing, though every move is
+    a cooperative handoff."""
     lba = 20 * KB64 // 512
     data = bytes(512)
 

@@ -115,8 +115,12 @@ def test_latency_histogram_sessions_lock_and_config_version_are_exported():
         assert fams["ceph_iscsi_gateway_config_version"].samples[0].value == 7
         for name in ("ceph_iscsi_lun_lock_acquired", "ceph_iscsi_lun_lock_lost",
                      "ceph_iscsi_lun_lock_thrashing", "ceph_iscsi_gateway_lock_moves",
-                     "ceph_iscsi_lun_alua_optimized"):
+                     "ceph_iscsi_lun_alua_optimized", "ceph_iscsi_lun_lock_breaks",
+                     "ceph_iscsi_lun_lock_fenced", "ceph_iscsi_lun_fenced_writes",
+                     "ceph_iscsi_lun_stale_session_drops"):
             assert name in fams, name
+        handoffs = {s.labels["direction"]: s.value for s in fams["ceph_iscsi_lun_lock_handoffs"].samples}
+        assert handoffs == {"in": 0, "out": 0}
         opt, = fams["ceph_iscsi_lun_alua_optimized"].samples
         assert opt.value == 1  # gw1 owns rbd/disk1
         health = {s.labels["health"]: s.value for s in fams["ceph_iscsi_gateway_health"].samples}

@@ -4,13 +4,11 @@ ReceiveCopyResults suites drive them, plus copies between two disks."""
 from __future__ import annotations
 
 import asyncio
-import errno
 import struct
 
 from scsi_support import BLOCKS, BS, N1, Harness, check, good, run, rw10, rw16
 
 from tcmu_handler.api import Status
-from tcmu_handler.backends.base import BackendError
 from tcmu_handler.config import naa_from_wwn
 from tcmu_handler.xcopy import MAX_DESCRIPTOR_LIST_LENGTH, MAX_SEGMENT_DESCRIPTORS, MAX_TARGET_DESCRIPTORS
 
@@ -183,14 +181,15 @@ def test_copy_waits_for_the_destination_lock_and_is_busy_when_it_does_not_come()
         # another gateway takes the lock; this one cannot get it back in time
         stuck = asyncio.Event()
 
-        async def acquire_never():
+        async def ask_forever(owner, timeout):
             await stuck.wait()
-        h.backend.lock_acquire = acquire_never
+            return False
+        h.backend.lock_request_release = ask_forever
+        assert await h.disk.lock.release()
         h.backend.image.locks.owner = "client.other"
-        h.disk.lock.lost(BackendError(errno.ESHUTDOWN, "write"))
         h.disk.lock.write_wait = 0.01
         r = await xcopy(h, param_list([target(h.disk.naa)], [segment(0, 0, 8, 0, 8)]))
-        assert r.status == Status.BUSY
+        assert r.status == Status.BUSY and not r.drop_connection
         stuck.set()
     run(go())
 
