@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class Status(IntEnum):
@@ -73,8 +73,7 @@ class DataDirection(IntEnum):
     BIDI = 3
 
 
-@dataclass(frozen=True, slots=True)
-class Nexus:
+class Nexus(NamedTuple):
     """An I_T nexus: who sent a command, through which target port.
 
     ``initiator_port`` is the SCSI initiator port name ``<iqn>,i,0x<isid>`` (unique
@@ -82,6 +81,9 @@ class Nexus:
     type "all registrants" look at); ``target_port`` is ``<target iqn>,t,0x<tpgt>``;
     ``relative_port`` is the relative target port identifier reported in VPD 0x83
     and RTPG (the TPG tag of the portal group, stable cluster-wide).
+
+    A named tuple: it is hashed several times per command (task set, unit attentions,
+    the LUN table), and a tuple hashes and compares in C.
     """
 
     initiator_name: str
@@ -90,15 +92,6 @@ class Nexus:
     target_port: str
     tpgt: int
     relative_port: int
-    # Hashed on every command (task set, unit attentions): computed once.
-    _hash: int = field(init=False, repr=False, compare=False, default=0)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash((self.initiator_port, self.target_port, self.initiator_name,
-                                                self.target_name, self.tpgt, self.relative_port)))
-
-    def __hash__(self) -> int:
-        return self._hash
 
 
 @dataclass(slots=True)
