@@ -186,6 +186,18 @@ class LunTable:
             self._luns_changed |= self._seen
         self.luns = dict(luns)
 
+    def plain_unit(self, cmd: ScsiCommand) -> LogicalUnit | None:
+        """The unit that runs ``cmd`` when the table has nothing to add (no REPORTED LUNS
+        DATA HAS CHANGED pending, not REPORT LUNS, a mapped LUN); None otherwise.  Lets a
+        wrapper of :meth:`execute` call the unit directly (one coroutine less per command)."""
+        self._seen.add(cmd.nexus)
+        if self._luns_changed:
+            return None
+        cdb = cmd.cdb
+        if not cdb or cdb[0] == _REPORT_LUNS:
+            return None
+        return self.luns.get(cmd.lun)
+
     async def execute(self, cmd: ScsiCommand) -> ScsiResult:
         cdb = cmd.cdb
         opcode = cdb[0] if cdb else -1

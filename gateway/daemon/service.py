@@ -129,7 +129,7 @@ class GatewayService:
         self.ip_addresses = await asyncio.to_thread(host_addresses)
         loop = asyncio.get_running_loop()
         self.server = PortalServer(self.registry, loop)
-        opener = (MemoryDisks(s.memory_disk_size_mb << 20) if s.data_backend == "memory"
+        opener = (MemoryDisks(s.memory_disk_size_mb << 20, instant=True) if s.data_backend == "memory"
                   else RbdDisks(self.ceph, s))
         self.reconciler = Reconciler(self.gateway, self.registry, opener, target_defaults=s.target_defaults,
                                      disk_defaults=s.disk_defaults, server=self.server)
