@@ -271,6 +271,12 @@ class TargetConnection(ControlRequests):
             self._dead_itts.append(itt)
         else:
             tasks[itt] = task
+            if len(delivered) == 1 and (not write or task.data_out is not None):
+                # In order, all data here (the usual case): ready now (_deliver + _ready).
+                task.ordered = True
+                task.state = TaskState.RUNNING
+                self._events.append(CommandReady(task))
+                return
         for item in delivered:
             self._deliver(item)
 

@@ -55,7 +55,9 @@ class CommandRun:
             else:
                 yielded = self._coro.send(None)
         except (StopIteration, asyncio.CancelledError):
-            self._finish()
+            self._done = True
+            if self._fut is not None:
+                self._finish()
             return
         except Exception:  # the command coroutine handles its errors; this is a bug
             self._finish()

@@ -24,7 +24,7 @@ from gateway.iscsi.login import LOGIN_SEGMENT, TargetLogin
 from gateway.iscsi.pdu import LoginRequest, LoginResponse
 from gateway.iscsi.task import Task, TaskState
 from gateway.portal.registry import PortalAuthority, SessionRecord, TargetControls, TargetRegistry
-from gateway.portal.runner import start_command, waitable
+from gateway.portal.runner import EAGER_TASKS, CommandRun, start_command, waitable
 from tcmu_handler.api import DataDirection, ScsiCommand, ScsiResult, Status, TaskAttr
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 LOGIN_TIMEOUT = 15.0
 TICK = 1.0
 DRAIN_TIMEOUT = 30.0
-_DIRECTIONS = {(False, False): DataDirection.NONE, (True, False): DataDirection.READ,
-               (False, True): DataDirection.WRITE, (True, True): DataDirection.BIDI}
-_ATTRS = {a.value: a for a in TaskAttr}
+# By read + 2 * write, and by the PDU's 3-bit ATTR field (unknown values run as SIMPLE).
+_DIRECTIONS = (DataDirection.NONE, DataDirection.READ, DataDirection.WRITE, DataDirection.BIDI)
+_ATTRS = tuple(TaskAttr(a) if a in TaskAttr._value2member_map_ else TaskAttr.SIMPLE for a in range(8))
 _HARDWARE_ERROR = bytes([0x70, 0, 0x04, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x44, 0x00, 0, 0, 0, 0])
 
 
@@ -233,11 +233,13 @@ class IscsiConnection(asyncio.BufferedProtocol):
 
     def _start_command(self, task: Task) -> None:
         rec = self.record
-        cmd = ScsiCommand(cdb=task.cdb, lun=task.lun, nexus=rec.nexus, task_tag=task.itt,
-                          attr=_ATTRS.get(task.attr, TaskAttr.SIMPLE),
-                          direction=_DIRECTIONS[(task.read, task.write)], edtl=task.edtl,
-                          read_edtl=task.read_edtl, data_out=task.data_out)
-        task.user = start_command(self._run(task, cmd), self.loop, self._ctx)
+        cmd = ScsiCommand(task.cdb, task.lun, rec.nexus, task.itt, _ATTRS[task.attr & 7],
+                          _DIRECTIONS[task.read + 2 * task.write], task.edtl, task.read_edtl,
+                          task.data_out)
+        if EAGER_TASKS:
+            task.user = start_command(self._run(task, cmd), self.loop, self._ctx)
+        else:
+            task.user = CommandRun(self._run(task, cmd), self.loop, self._ctx)
 
     async def _run(self, task: Task, cmd: ScsiCommand) -> None:
         try:
