@@ -176,6 +176,8 @@ SYS_SETTINGS: tuple[Setting, ...] = (
        help="allow the admin/admin API credentials (demo only)"),
     _s("data_backend", "config", "enum", "rbd", choices=("rbd", "memory"), extension=True,
        hashed=False, help="storage backend of LUNs (memory is for tests and benchmarks)"),
+    _s("memory_disk_size_mb", "config", "int", 64, 1, 65536, extension=True, hashed=False,
+       help="size (MiB) of each LUN when data_backend is memory"),
     _s("log_dir", "config", "str", "/var/log", hashed=False, extension=True,
        help="directory under which each daemon writes <daemon>/<daemon>.log"),
     _s("lock_handoff_timeout", "config", "int", 2, 1, 60, extension=True,

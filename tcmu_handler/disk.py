@@ -370,6 +370,13 @@ class ScsiDisk:
         self.copy_results.pop(nexus, None)
 
     # -- data area (max_data_area_mb / qfull_timeout) ---------------------------------
+    def try_reserve_area(self, nbytes: int) -> bool:
+        """Reserve ``nbytes`` if they fit now (the usual case: no coroutine to wait in)."""
+        if self._inflight + nbytes <= self._area_limit or self._inflight == 0:
+            self._inflight += nbytes
+            return True
+        return False
+
     async def reserve_area(self, nbytes: int) -> None:
         """Wait (up to qfull_timeout) until ``nbytes`` more fit in the data area."""
         if self._inflight + nbytes <= self._area_limit or self._inflight == 0:

@@ -70,15 +70,17 @@ async def close_disk(disk: ScsiDisk) -> None:
 
 
 def memory_disk(size: int, *, block_size: int = 512, wwn: str | None = None, name: str = "",
-                registry: LunRegistry | None = None, alua: AluaModel | None = None) -> ScsiDisk:
-    """A disk on the memory backend (tests, the standalone portal, the protocol benchmark)."""
+                registry: LunRegistry | None = None, alua: AluaModel | None = None,
+                instant: bool = False) -> ScsiDisk:
+    """A disk on the memory backend (tests, the standalone portal, the protocol benchmark);
+    ``instant``: operations complete without yielding to the loop (see MemoryBackend)."""
     import uuid
 
     config = DiskConfig(wwn=wwn or str(uuid.uuid4()), block_size=block_size)
     from .backends.memory import MemoryBackend
 
-    return ScsiDisk(config, MemoryBackend(size), alua=alua, reservations=MemoryReservationStore(),
-                    registry=registry, name=name or "memory")
+    return ScsiDisk(config, MemoryBackend(size, instant=instant), alua=alua,
+                    reservations=MemoryReservationStore(), registry=registry, name=name or "memory")
 
 
 def parse_size(text: str) -> int:

@@ -101,10 +101,11 @@ class RbdDisks:
 class MemoryDisks:
     """Disks on the memory backend; ``images`` may be shared between in-process gateways."""
 
-    def __init__(self, size: int = 64 << 20, images: dict[str, Any] | None = None,
-                 lock_handoff_timeout: float = 2.0) -> None:
+    def __init__(self, size: int = 64 << 20, images: dict[str, Any] | None = None, *,
+                 lock_handoff_timeout: float = 2.0, instant: bool = False) -> None:
         self.size = size
         self.lock_handoff_timeout = lock_handoff_timeout
+        self.instant = instant  # MemoryBackend(instant=...): the daemon's memory backend
         self.images = images if images is not None else {}
         self.registry = LunRegistry()
         self.missing: set[str] = set()  # names that fail to open (tests: a missing image)
@@ -118,7 +119,7 @@ class MemoryDisks:
         image = self.images.get(spec.name)
         if image is None:
             image = self.images[spec.name] = MemoryImage(self.size)
-        backend = MemoryBackend(image=image, supports_lock=True)
+        backend = MemoryBackend(image=image, supports_lock=True, instant=self.instant)
         config = dataclasses.replace(spec.disk_config(), lock_handoff_timeout=self.lock_handoff_timeout)
         disk = ScsiDisk(config, backend, alua=alua, reservations=MemoryReservationStore(),
                         registry=self.registry, name=spec.name)
@@ -151,7 +152,8 @@ class CountedLunTable(LunTable):
                          for lun, unit in self.luns.items()}
 
     async def execute(self, cmd: ScsiCommand) -> ScsiResult:
-        result = await super().execute(cmd)
+        unit = self.plain_unit(cmd)
+        result = await (unit.execute(cmd) if unit is not None else LunTable.execute(self, cmd))
         c = self.counters.get(cmd.lun)
         if c is not None:
             c[0] += 1

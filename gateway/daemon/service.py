@@ -129,7 +129,8 @@ class GatewayService:
         self.ip_addresses = await asyncio.to_thread(host_addresses)
         loop = asyncio.get_running_loop()
         self.server = PortalServer(self.registry, loop)
-        opener = (MemoryDisks(lock_handoff_timeout=s.lock_handoff_timeout) if s.data_backend == "memory"
+        opener = (MemoryDisks(s.memory_disk_size_mb << 20, lock_handoff_timeout=s.lock_handoff_timeout,
+                              instant=True) if s.data_backend == "memory"
                   else RbdDisks(self.ceph, s))
         self.reconciler = Reconciler(self.gateway, self.registry, opener, target_defaults=s.target_defaults,
                                      disk_defaults=s.disk_defaults, server=self.server)
@@ -304,7 +305,7 @@ class GatewayService:
             return
         old, self.settings = self.settings, new
         for key in ("cluster_name", "ceph_config_dir", "cluster_client_name", "pool", "gateway_conf",
-                    "gateway_name", "data_backend"):
+                    "gateway_name", "data_backend", "memory_disk_size_mb"):
             if getattr(old, key) != getattr(new, key):
                 log.warning("SIGHUP: %s changed; restart the gateway to use it", key)
         logging.getLogger().setLevel(new.logger_level)

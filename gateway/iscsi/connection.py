@@ -15,6 +15,7 @@ SCSI layer or the session registry.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from gateway.iscsi.constants import (
 from gateway.iscsi.control import ControlRequests
 from gateway.iscsi.errors import LocalProtocolError, RemoteProtocolError
 from gateway.iscsi.events import CommandReady, Event
-from gateway.iscsi.framing import PduReader, frame
+from gateway.iscsi.framing import PduReader, frame, pad_of
 from gateway.iscsi.login import LoginResult
 from gateway.iscsi.pdu import (
     DataIn,
@@ -40,6 +41,9 @@ from gateway.iscsi.pdu import (
     Reject,
     ScsiCommand,
     ScsiResponse,
+    decode_lun,
+    decode_pdu,
+    encode_lun,
 )
 from gateway.iscsi.states import ALLOWED_OPCODES, ConnState
 from gateway.iscsi.task import R2TState, Task, TaskState
@@ -56,6 +60,14 @@ CRC_ERROR = bytes([0x70, 0, 0x0B, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x47, 0x05, 0, 0, 
 DEFAULT_WRITE_BUDGET = 64 << 20
 MAX_XMIT_CAP = 1 << 20
 STATUS_GOOD = 0
+# Header layouts of the per-command PDUs, for the fast paths that skip the PDU classes.
+_SCSI_CMD_BHS = struct.Struct(">BBHIQIIII16s")
+_DATA_IN_BHS = struct.Struct(">BBBBIQIIIIIIII")
+_SCSI_RSP_BHS = struct.Struct(">BBBBIQIIIIIIII")
+_OP_SCSI_CMD = int(Op.SCSI_CMD)
+_OP_DATA_IN = int(Op.DATA_IN)
+_OP_SCSI_RSP = int(Op.SCSI_RSP)
+_FULL_FEATURE = ConnState.FULL_FEATURE
 
 
 class TargetConnection(ControlRequests):
@@ -75,6 +87,7 @@ class TargetConnection(ControlRequests):
         self.statsn = login.statsn
         self.tasks: dict[int, Task] = {}
         self.max_xmit = p.max_xmit_data_segment_length
+        self._digests = p.header_digest or p.data_digest
         self._catalogue = catalogue or (lambda value: [])
         self._clock = clock
         self._events: deque[Event] = deque()
@@ -116,14 +129,26 @@ class TargetConnection(ControlRequests):
         Raises RemoteProtocolError when the connection must be closed (ERL 0).
         """
         events = self._events
+        reader = self.reader
         while not events:
             if self.state is ConnState.CLOSED:
                 return None
             try:
-                pdu = self.reader.next_pdu()
-                if pdu is None:
+                raw = reader.next_raw()
+                if raw is None:
                     return None
-                self._dispatch(pdu)
+                bhs, ahs, data = raw
+                if bhs[0] & 0x3F == _OP_SCSI_CMD and not ahs and self.state is _FULL_FEATURE \
+                        and not self.discovery:
+                    # The per-command PDU, decoded here without a PDU object.
+                    b0, flags, _, _, lunf, itt, edtl, cmdsn, _, cdb = _SCSI_CMD_BHS.unpack(bhs)
+                    first = lunf >> 48
+                    self._scsi_command(bool(b0 & 0x40), data, bool(flags & 0x80), bool(flags & 0x40),
+                                       bool(flags & 0x20), flags & 7,
+                                       first if first < 256 else decode_lun(lunf), itt, edtl, cmdsn,
+                                       cdb, 0, bhs)
+                else:
+                    self._dispatch(decode_pdu(bhs, ahs, data))
             except RemoteProtocolError as e:
                 if e.fatal:
                     self.state = ConnState.CLOSED
@@ -185,61 +210,73 @@ class TargetConnection(ControlRequests):
 
     # ------------------------------------------------------------------ SCSI commands
     def _on_scsi_command(self, pdu: ScsiCommand) -> None:
-        itt = pdu.itt
+        self._scsi_command(pdu.immediate, pdu.data, pdu.final, pdu.read, pdu.write, pdu.attr, pdu.lun,
+                           pdu.itt, pdu.edtl, pdu.cmdsn, pdu.cdb, pdu.bidi_read_length, pdu.raw)
+
+    def _scsi_command(self, immediate: bool, data, final: bool, read: bool, write: bool, attr: int,
+                      lun: int, itt: int, edtl: int, cmdsn: int, cdb: bytes, bidi_read_length: int,
+                      raw: bytes) -> None:
+        """A SCSI Command PDU (its fields: the fast path of next_event decodes them itself)."""
+        tasks = self.tasks
+        params = self.params
         bad = None
         if itt == RESERVED_TAG:
             bad = RejectReason.INVALID_PDU_FIELD
-        elif itt in self.tasks:
+        elif itt in tasks:
             bad = RejectReason.TASK_IN_PROGRESS
-        elif pdu.data and (not pdu.write or not self.params.immediate_data
-                           or len(pdu.data) > min(pdu.edtl, self.params.first_burst_length)):
+        elif data and (not write or not params.immediate_data
+                       or len(data) > min(edtl, params.first_burst_length)):
             bad = RejectReason.PROTOCOL_ERROR       # immediate data not allowed or too much
-        elif not pdu.final and (not pdu.write or self.params.initial_r2t):
+        elif not final and (not write or params.initial_r2t):
             bad = RejectReason.PROTOCOL_ERROR       # unsolicited Data-Out not allowed
-        elif pdu.immediate and self._immediate_tasks >= MAX_IMMEDIATE_TASKS:
+        elif immediate and self._immediate_tasks >= MAX_IMMEDIATE_TASKS:
             bad = RejectReason.IMMEDIATE_COMMAND_REJECT
         if bad is not None:
-            if not pdu.immediate and self.window.in_window(pdu.cmdsn):
-                self._consume_cmdsn(pdu.cmdsn)
-            self._reject(bad, pdu.raw)
+            if not immediate and self.window.in_window(cmdsn):
+                self._consume_cmdsn(cmdsn)
+            self._reject(bad, raw)
             return
-        if pdu.write and pdu.edtl > self._write_budget:
+        if write and edtl > self._write_budget:
             # More than this connection may buffer: refuse before allocating anything.
-            if pdu.immediate or self.window.in_window(pdu.cmdsn):
-                if not pdu.immediate:
-                    self._consume_cmdsn(pdu.cmdsn)
+            if immediate or self.window.in_window(cmdsn):
+                if not immediate:
+                    self._consume_cmdsn(cmdsn)
                 self._dead_itts.append(itt)
                 self._send_check_condition(itt, INVALID_FIELD_IN_CDB)
             return
-        task = Task(itt, pdu.lun, pdu.cdb, pdu.attr, pdu.read, pdu.write, pdu.edtl,
-                    pdu.bidi_read_length, pdu.cmdsn, pdu.immediate)
-        data = pdu.data
-        n = len(data)
-        if pdu.write:
-            if n == pdu.edtl:
+        task = Task(itt, lun, cdb, attr, read, write, edtl, bidi_read_length, cmdsn, immediate)
+        if write:
+            n = len(data)
+            if n == edtl:
                 task.data_out = data
             elif n:
                 task.chunks.append((0, data))
             task.received = n
             task.unsol_next = n
-            task.unsolicited_end = n if pdu.final else min(pdu.edtl, self.params.first_burst_length)
+            task.unsolicited_end = n if final else min(edtl, params.first_burst_length)
             task.next_r2t_offset = task.unsolicited_end
             task.last_data = self._clock()
-        if pdu.immediate:
-            self.tasks[itt] = task
+        if immediate:
+            tasks[itt] = task
             self._immediate_tasks += 1
             self._deliver(task)
             return
-        if pdu.cmdsn in self._aborted_cmdsns:
-            self._aborted_cmdsns.discard(pdu.cmdsn)
+        if self._aborted_cmdsns and cmdsn in self._aborted_cmdsns:
+            self._aborted_cmdsns.discard(cmdsn)
             task.aborted = True
-        delivered = self.window.accept(pdu.cmdsn, task)
+        delivered = self.window.accept(cmdsn, task)
         if delivered is None:
             return          # outside the window: silently ignored (RFC 7143 §4.2.2.1)
         if task.aborted:
             self._dead_itts.append(itt)
         else:
-            self.tasks[itt] = task
+            tasks[itt] = task
+            if len(delivered) == 1 and (not write or task.data_out is not None):
+                # In order, all data here (the usual case): ready now (_deliver + _ready).
+                task.ordered = True
+                task.state = TaskState.RUNNING
+                self._events.append(CommandReady(task))
+                return
         for item in delivered:
             self._deliver(item)
 
@@ -378,6 +415,42 @@ class TargetConnection(ControlRequests):
         self._release(task)
         if task.aborted or self.state is ConnState.CLOSED:
             return
+        if sense is None and not (task.read and task.write) and not self._digests:
+            # The common answers, packed without PDU objects: GOOD data in one Data-In with
+            # the status, or a SCSI Response without sense data.
+            edtl = task.edtl
+            ndata = 0 if data is None else len(data)
+            if transfer_length is None:
+                transfer_length = ndata
+            if transfer_length == edtl:
+                flags = residual = 0
+            elif transfer_length > edtl:
+                flags, residual = F_OVERFLOW, transfer_length - edtl
+            else:
+                flags, residual = F_UNDERFLOW, edtl - transfer_length
+            send = (ndata if ndata < edtl else edtl) if task.read else 0
+            window = self.window
+            if not send:
+                sn = self.statsn
+                self.statsn = (sn + 1) & 0xFFFFFFFF
+                self._out.append(_SCSI_RSP_BHS.pack(_OP_SCSI_RSP, 0x80 | flags, 0, status, 0, 0, task.itt,
+                                                    0, sn, window.exp_cmdsn, window.max_cmdsn, 0, 0,
+                                                    residual))
+                return
+            if send <= self.max_xmit and send <= self.params.max_burst_length:
+                sn = self.statsn
+                self.statsn = (sn + 1) & 0xFFFFFFFF
+                lun = task.lun
+                out = self._out
+                out.append(_DATA_IN_BHS.pack(_OP_DATA_IN, 0x80 | F_STATUS | flags, 0, status, send,
+                                             lun << 48 if lun < 256 else encode_lun(lun), task.itt,
+                                             RESERVED_TAG, sn, window.exp_cmdsn, window.max_cmdsn, 0, 0,
+                                             residual))
+                out.append(data if send == ndata else (data if isinstance(data, memoryview)
+                                                       else memoryview(data))[:send])
+                if send & 3:
+                    out.append(pad_of(send))
+                return
         bidi = task.read and task.write
         edtl = task.read_edtl if bidi else task.edtl
         ndata = 0 if data is None else len(data)

@@ -21,6 +21,12 @@ STAGING_SIZE = 65536
 # Segments at least this large (and not already complete in staging) get their own buffer.
 DIRECT_THRESHOLD = 8192
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+EMPTY = b""
+
+
+def pad_of(n: int) -> bytes:
+    """The padding after a data segment of ``n`` bytes."""
+    return _PAD[n & 3]
 
 
 def digest(*parts: Buffer) -> bytes:
@@ -127,6 +133,11 @@ class PduReader:
         unparseable header is fatal (the stream cannot be resynchronised); an oversize data
         segment or a bad data digest is skipped and reported with a Reject reason.
         """
+        raw = self.next_raw()
+        return None if raw is None else decode_pdu(*raw)
+
+    def next_raw(self) -> tuple[bytes, bytes, Buffer] | None:
+        """Like :meth:`next_pdu`, but the PDU undecoded: (BHS, AHS, data segment)."""
         if self._backlog:
             self._drain_backlog()
         if self._seg is not None:
@@ -153,7 +164,8 @@ class PduReader:
         hlen = BHS_LEN + ahs_len + (DIGEST_LEN if self.header_digest else 0)
         if avail < hlen:
             return None
-        bhs = bytes(buf[s:s + BHS_LEN])
+        view = self._view
+        bhs = bytes(view[s:s + BHS_LEN])
         ahs = bytes(buf[s + BHS_LEN:s + BHS_LEN + ahs_len]) if ahs_len else b""
         if self.header_digest:
             got = bytes(buf[s + hlen - DIGEST_LEN:s + hlen])
@@ -170,11 +182,11 @@ class PduReader:
                 reject_reason=RejectReason.PROTOCOL_ERROR, header=bhs)
         if avail >= hlen + dlen:
             d0 = s + hlen
-            data = bytes(buf[d0:d0 + dsl]) if dsl else b""
+            data = bytes(view[d0:d0 + dsl]) if dsl else EMPTY
             self._start = d0 + dlen
             if dsl and self.data_digest:
                 self._check_data_digest(bhs, buf[d0:d0 + dlen])
-            return decode_pdu(bhs, ahs, data)
+            return bhs, ahs, data
         if dlen >= DIRECT_THRESHOLD or hlen + dlen > len(buf):
             seg = bytearray(dlen)
             have = avail - hlen
@@ -186,7 +198,7 @@ class PduReader:
             self._compact()
         return None
 
-    def _finish_direct(self) -> Pdu | None:
+    def _finish_direct(self) -> tuple[bytes, bytes, Buffer] | None:
         seg = self._seg
         if self._backlog and self._seg_filled < len(seg):
             self._drain_backlog()
@@ -196,7 +208,7 @@ class PduReader:
         self._seg, self._seg_filled, self._seg_hdr = None, 0, None
         if self.data_digest:
             self._check_data_digest(bhs, seg)
-        return decode_pdu(bhs, ahs, memoryview(seg)[:dsl])
+        return bhs, ahs, memoryview(seg)[:dsl]
 
     def _check_data_digest(self, bhs: bytes, padded: Buffer) -> None:
         n = len(padded) - DIGEST_LEN

@@ -13,6 +13,7 @@ from typing import Any
 
 SERIAL = 1 << 32
 HALF = 1 << 31
+MASK = SERIAL - 1
 
 
 def sn_lt(a: int, b: int) -> bool:
@@ -36,30 +37,40 @@ class CommandWindow:
 
     @property
     def max_cmdsn(self) -> int:
-        computed = (self.exp_cmdsn - 1 + max(0, self.depth - self.active)) & 0xFFFFFFFF
-        if sn_lt(self._max, computed):
-            self._max = computed
-        return self._max
+        free = self.depth - self.active
+        computed = (self.exp_cmdsn - 1 + (free if free > 0 else 0)) & MASK
+        m = self._max
+        if computed != m and ((computed - m) & MASK) < HALF:  # sn_lt(m, computed), inlined
+            self._max = m = computed
+        return m
 
     def in_window(self, cmdsn: int) -> bool:
-        return sn_le(self.exp_cmdsn, cmdsn) and sn_le(cmdsn, self.max_cmdsn)
+        # sn_le(exp_cmdsn, cmdsn) and sn_le(cmdsn, max_cmdsn), inlined (once per command)
+        return ((cmdsn - self.exp_cmdsn) & MASK) < HALF and ((self.max_cmdsn - cmdsn) & MASK) < HALF
 
     def accept(self, cmdsn: int, item: Any) -> list[Any]:
         """Take a non-immediate request; return those now deliverable, in order.
 
         Returns None if the CmdSN is outside the window or already taken (drop it).
         """
-        if not self.in_window(cmdsn) or cmdsn in self._pending:
+        exp = self.exp_cmdsn
+        pending = self._pending
+        if cmdsn == exp and not pending:  # the usual case: the next one, nothing waiting
+            if ((self.max_cmdsn - cmdsn) & MASK) >= HALF:
+                return None
+            self.exp_cmdsn = (exp + 1) & MASK
+            self.active += 1
+            return [item]
+        if not self.in_window(cmdsn) or cmdsn in pending:
             return None
-        if cmdsn != self.exp_cmdsn:
-            self._pending[cmdsn] = item
+        if cmdsn != exp:
+            pending[cmdsn] = item
             return []
         out = [item]
-        self.exp_cmdsn = (self.exp_cmdsn + 1) & 0xFFFFFFFF
-        pending = self._pending
+        self.exp_cmdsn = (self.exp_cmdsn + 1) & MASK
         while pending and self.exp_cmdsn in pending:
             out.append(pending.pop(self.exp_cmdsn))
-            self.exp_cmdsn = (self.exp_cmdsn + 1) & 0xFFFFFFFF
+            self.exp_cmdsn = (self.exp_cmdsn + 1) & MASK
         self.active += len(out)
         return out
 

@@ -67,7 +67,7 @@ def owner_tpg(args: argparse.Namespace) -> int:
 def build_registry(args: argparse.Namespace, rbd_disks: list | None = None) -> TargetRegistry:
     registry = TargetRegistry()
     units = [memory_disk(parse_size(size), block_size=args.block_size, name=f"ramdisk{i}",
-                         alua=alua_model(args))
+                         alua=alua_model(args), instant=True)
              for i, size in enumerate(args.ramdisk or ([] if rbd_disks else ["64M"]))]
     disks = dict(enumerate(units + list(rbd_disks or [])))
     chap = None

@@ -11,6 +11,7 @@ the socket's send buffer is full.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from typing import Any
 
@@ -23,6 +24,7 @@ from gateway.iscsi.login import LOGIN_SEGMENT, TargetLogin
 from gateway.iscsi.pdu import LoginRequest, LoginResponse
 from gateway.iscsi.task import Task, TaskState
 from gateway.portal.registry import PortalAuthority, SessionRecord, TargetControls, TargetRegistry
+from gateway.portal.runner import EAGER_TASKS, CommandRun, start_command, waitable
 from tcmu_handler.api import DataDirection, ScsiCommand, ScsiResult, Status, TaskAttr
 
 log = logging.getLogger(__name__)
@@ -30,9 +32,9 @@ log = logging.getLogger(__name__)
 LOGIN_TIMEOUT = 15.0
 TICK = 1.0
 DRAIN_TIMEOUT = 30.0
-_DIRECTIONS = {(False, False): DataDirection.NONE, (True, False): DataDirection.READ,
-               (False, True): DataDirection.WRITE, (True, True): DataDirection.BIDI}
-_ATTRS = {a.value: a for a in TaskAttr}
+# By read + 2 * write, and by the PDU's 3-bit ATTR field (unknown values run as SIMPLE).
+_DIRECTIONS = (DataDirection.NONE, DataDirection.READ, DataDirection.WRITE, DataDirection.BIDI)
+_ATTRS = tuple(TaskAttr(a) if a in TaskAttr._value2member_map_ else TaskAttr.SIMPLE for a in range(8))
 _HARDWARE_ERROR = bytes([0x70, 0, 0x04, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x44, 0x00, 0, 0, 0, 0])
 
 
@@ -60,6 +62,7 @@ class IscsiConnection(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._jobs: set[asyncio.Task] = set()
         self._flush_pending = False
+        self._ctx = contextvars.copy_context()
 
     # ------------------------------------------------------------------ asyncio hooks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -95,8 +98,12 @@ class IscsiConnection(asyncio.BufferedProtocol):
             self.registry.unregister(self.record.tsih, self)
         if self.conn is not None:
             self.conn.close()
-            for task in self.conn.running_tasks():
+            running = self.conn.running_tasks()
+            for task in running:
                 self._abort_in_device(task)
+            for task in running:
+                if task.user is not None:
+                    task.user.cancel()
         for job in list(self._jobs):
             job.cancel()
 
@@ -226,11 +233,13 @@ class IscsiConnection(asyncio.BufferedProtocol):
 
     def _start_command(self, task: Task) -> None:
         rec = self.record
-        cmd = ScsiCommand(cdb=task.cdb, lun=task.lun, nexus=rec.nexus, task_tag=task.itt,
-                          attr=_ATTRS.get(task.attr, TaskAttr.SIMPLE),
-                          direction=_DIRECTIONS[(task.read, task.write)], edtl=task.edtl,
-                          read_edtl=task.read_edtl, data_out=task.data_out)
-        task.user = self._spawn(self._run(task, cmd))
+        cmd = ScsiCommand(task.cdb, task.lun, rec.nexus, task.itt, _ATTRS[task.attr & 7],
+                          _DIRECTIONS[task.read + 2 * task.write], task.edtl, task.read_edtl,
+                          task.data_out)
+        if EAGER_TASKS:
+            task.user = start_command(self._run(task, cmd), self.loop, self._ctx)
+        else:
+            task.user = CommandRun(self._run(task, cmd), self.loop, self._ctx)
 
     async def _run(self, task: Task, cmd: ScsiCommand) -> None:
         try:
@@ -269,14 +278,12 @@ class IscsiConnection(asyncio.BufferedProtocol):
                 # The device ends the task once its in-flight I/O is done; answer after
                 # that, so no aborted write lands after the TMF response.
                 if task.user is not None and not task.user.done():
-                    _, late = await asyncio.wait([task.user], timeout=DRAIN_TIMEOUT)
-                    for job in late:
-                        job.cancel()
+                    await _drain([task.user], cancel_late=True)
                 response = TmfResponse.COMPLETE
             else:
                 # The device is finishing it: its response goes first, then "does not exist".
                 if task.user is not None:
-                    await asyncio.wait([task.user], timeout=DRAIN_TIMEOUT)
+                    await _drain([task.user])
                 response = TmfResponse.TASK_DOES_NOT_EXIST
         else:
             target_reset = fn in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET)
@@ -301,9 +308,7 @@ class IscsiConnection(asyncio.BufferedProtocol):
                 for task in ev.running:
                     conn.abort_running(task)
                 if pending:
-                    _, late = await asyncio.wait(pending, timeout=DRAIN_TIMEOUT)
-                    for job in late:
-                        job.cancel()
+                    await _drain(pending, cancel_late=True)
                 response = TmfResponse.COMPLETE
         if not self.closing:
             conn.task_management_response(ev.itt, response)
@@ -318,7 +323,7 @@ class IscsiConnection(asyncio.BufferedProtocol):
     async def _logout(self, ev: LogoutRequested) -> None:
         running = [t.user for t in self.conn.running_tasks() if t.user is not None]
         if running:
-            await asyncio.wait(running, timeout=DRAIN_TIMEOUT)
+            await _drain(running)
         if self.closing:
             return
         # The nexus ends now, before the response: its SPC-2 reservation is released (or on its
@@ -353,6 +358,15 @@ class IscsiConnection(asyncio.BufferedProtocol):
                 self.close(f"no Data-Out for {c.dataout_timeout} s")
                 return
         self._timer = self.loop.call_later(TICK, self._tick)
+
+
+async def _drain(handles: list, cancel_late: bool = False) -> None:
+    """Wait (up to DRAIN_TIMEOUT) for commands and jobs to finish; cancel the late ones."""
+    futures = {waitable(h): h for h in handles}
+    _, late = await asyncio.wait(futures, timeout=DRAIN_TIMEOUT)
+    if cancel_late:
+        for fut in late:
+            futures[fut].cancel()
 
 
 class PortalServer:

@@ -1,74 +1,90 @@
-"""Our gateway as a benchmark path: the portal serving an RBD image, or a RAM disk.
+"""Our gateway as a benchmark path: ``rbd-target-gw`` as users run it.
 
-The portal runs as its own process (as in production), with uvloop when installed and
-``rbd cache = false`` from the cluster's conf; fio reaches it with the libiscsi engine.
+One gateway daemon (``python -m gateway.daemon``) with its own cfg file and config object on
+the benchmark's mini cluster; the target, its portal, the disk, the LUN and an ACL entry for
+fio's initiator are defined through the config operations (what the REST API does), and the
+daemon applies them.  ``rbd cache = false`` comes from the cluster's ceph.conf (every client
+of the mini cluster has it, fio's rbd engine and tgtd's bs_rbd included), and the daemon's
+librbd backend forces it off anyway.  ``gateway-mem`` is the same daemon with
+``data_backend = memory`` (the LUN lives in the daemon's RAM): the protocol cost alone.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
+import uuid
 
-from gateway.testing.bench.fio import iscsi_filename
+from gateway.testing.bench.fio import FIO_INITIATOR, iscsi_filename
 from gateway.testing.bench.paths import BenchPath, Context, ensure_image
 
-IQN = "iqn.2003-01.org.ceph.iscsi-gw:ramdisk"
-REPO = Path(__file__).resolve().parents[3]
+IQN = "iqn.2003-01.org.ceph.iscsi-gw:bench"
 
 
 class GatewayPath(BenchPath):
-    def __init__(self, memory: bool, port: int | None = None, image: str = "bench-gw") -> None:
+    def __init__(self, memory: bool, image: str = "bench-gw") -> None:
         self.memory = memory
         self.name = "gateway-mem" if memory else "gateway"
-        self.description = ("our portal on the memory backend (protocol cost alone)" if memory else
-                            "our gateway: userspace iSCSI portal + librbd via ctypes")
-        self.port = port or (3274 if memory else 3273)
+        self.description = (
+            "rbd-target-gw, data_backend = memory (protocol cost alone)" if memory else
+            "rbd-target-gw: userspace iSCSI portal + librbd (ctypes, rbd_cache = false)")
         self.image = image
-        self.proc: subprocess.Popen | None = None
+        self.gc = None
+        self.port = 0
 
     def setup(self, ctx: Context) -> None:
+        from gateway.config import operations as ops
+        from gateway.testing.gateways import GatewayCluster, free_port
+
         self.ctx = ctx
-        args = [sys.executable, "-m", "gateway.portal", "--listen", f"{ctx.host}:{self.port}",
-                "--log-level", "WARNING"]
+        config = {"logger_level": "INFO", "minimum_gateways": 1}
         if self.memory:
-            args += ["--ramdisk", str(ctx.image_size)]
+            config.update(data_backend="memory", memory_disk_size_mb=ctx.image_size >> 20)
         else:
             ensure_image(ctx.cluster, self.image, ctx.image_size)
-            args += ["--rbd", f"{ctx.cluster.pool}/{self.image}", "--ceph-conf", str(ctx.cluster.conf_path)]
-        log = open(ctx.workdir / f"{self.name}.log", "ab")
-        self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=log,
-                                     stdin=subprocess.DEVNULL, env=ctx.ceph_env, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + 30
-        line = self.proc.stdout.readline().decode()
-        if "listening on" not in line or time.monotonic() > deadline:
-            self.teardown()
-            raise RuntimeError(f"{self.name} did not start: {line!r} (log {ctx.workdir / self.name}.log)")
+        obj = f"bench-{self.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.gc = gc = GatewayCluster(ctx.cluster, ctx.workdir / self.name, gateway_conf=obj, config=config)
+        self.port = free_port(ctx.host)
+        gw_name = f"bench-{self.name}"
+        gc.add(gw_name, ctx.host, self.port)
+        disk = f"{ctx.cluster.pool}/{self.image}"
+
+        def define(cfg):
+            ops.add_target(cfg, IQN)
+            ops.add_portal(cfg, IQN, gw_name, [ctx.host], port=self.port)
+            ops.add_disk(cfg, ctx.cluster.pool, self.image)
+            ops.map_lun(cfg, IQN, disk)
+            ops.add_client(cfg, IQN, FIO_INITIATOR)
+            ops.add_client_lun(cfg, IQN, FIO_INITIATOR, disk)
+
+        version = gc.store.update(define).version
+        gc.start_all()
+        gc.wait_applied(version, timeout=120)
+
+    @property
+    def gateway(self):
+        return next(iter(self.gc.gateways.values())) if self.gc else None
 
     def engine_args(self) -> list[str]:
         return ["--ioengine=libiscsi", f"--filename={iscsi_filename(self.ctx.host, self.port, IQN, 0)}"]
 
     def prefill_args(self) -> list[str]:
-        # The portal holds the exclusive lock (managed mode): prefill through it.
+        # The gateway holds the image's exclusive lock: prefill through it.
         return self.engine_args()
 
-    def env(self) -> dict[str, str]:
-        return self.ctx.ceph_env
-
     def server_pids(self) -> list[int]:
-        return [self.proc.pid] if self.proc else []
+        gw = self.gateway
+        return [gw.pid] if gw is not None and gw.pid else []
 
     def teardown(self) -> None:
-        if self.proc is None:
+        if self.gc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
+        gc, self.gc = self.gc, None
+        for gw in gc.gateways.values():
+            gw.stop()
+        store = gc.store
+        for obj in (store.object_name, store.status_object):
+            try:
+                store.ioctx.remove_object(obj)
+            except Exception:  # already gone, or the cluster is going away with it
+                pass
+        gc.close()

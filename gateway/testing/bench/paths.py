@@ -218,11 +218,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_bytes(pid: int) -> int:
+def rss_bytes(pid: int, key: str = "VmRSS") -> int:
+    """Resident set (``VmHWM``: its peak) of a process, in bytes."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def loadavg() -> tuple[float, float, float]:
+    """The machine's 1, 5 and 15 minute load averages (others share it: recorded per cell)."""
+    parts = Path("/proc/loadavg").read_text().split()
+    return float(parts[0]), float(parts[1]), float(parts[2])
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 0

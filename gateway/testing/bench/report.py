@@ -1,4 +1,4 @@
-"""Tables, ratios and the chart of a benchmark run."""
+"""Tables, ratios, targets and the chart of a benchmark run (pure functions of the medians)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,16 @@ from pathlib import Path
 
 RATIO_PAIRS = (("gateway", "rbd"), ("gateway", "tgt"), ("gateway-mem", "tgt-shm"))
 MBPS_WORKLOADS = ("sw1m8", "sr1m8")
+SERVER_PATHS = ("gateway", "tgt", "gateway-mem", "tgt-shm")
+# Issue 9's targets: (pair, workloads, minimum ratio).
+TARGETS = (
+    ("gateway/rbd", ("rr4k32", "rw4k32", "rr4k1", "rw64k16"), 0.90),
+    ("gateway/rbd", ("sw1m8", "sr1m8"), 0.95),
+    ("gateway/tgt", ("rr4k32", "rw4k32", "sw1m8"), 1.5),
+    ("gateway/tgt", ("rr4k1", "rw64k16", "sr1m8"), 1.0),
+    ("gateway-mem/tgt-shm", ("rr4k32", "rw4k32", "rr4k1", "rw64k16", "sw1m8", "sr1m8"), 1.0),
+)
+LATENCY_TARGET_US = 50.0
 
 
 def metric(workload: str) -> str:
@@ -14,29 +24,65 @@ def metric(workload: str) -> str:
 
 
 def ratios(medians: dict) -> dict:
+    """``ratios``, ``latency_added_us`` (gateway over rbd, QD1 read), per-path CPU and RSS."""
     out: dict = {"ratios": {}}
     for a, b in RATIO_PAIRS:
         if a in medians and b in medians:
             out["ratios"][f"{a}/{b}"] = {
                 wl: round(medians[a][wl][metric(wl)] / medians[b][wl][metric(wl)], 3)
                 for wl in medians[a] if wl in medians[b] and medians[b][wl][metric(wl)]}
-    if "gateway" in medians and "rbd" in medians and "rr4k1" in medians["gateway"]:
-        out["latency_added_us"] = {"rr4k1": round(medians["gateway"]["rr4k1"]["lat_mean_us"]
-                                                   - medians["rbd"]["rr4k1"]["lat_mean_us"], 1)}
-    for name in ("gateway", "tgt"):
+    added = _latency_added(medians, "gateway", "rbd")
+    if added is not None:
+        out["latency_added_us"] = {"rr4k1": added}
+    others = {f"{a}-{b}": v for a, b in (("tgt", "rbd"), ("gateway-mem", "tgt-shm"))
+              if (v := _latency_added(medians, a, b)) is not None}
+    if others:
+        out["latency_added_us_other"] = others
+    for name in SERVER_PATHS:
         if name in medians:
-            cpu = sum(m["server_cpu_s"] for m in medians[name].values())
-            gb = sum(m["bytes"] for m in medians[name].values()) / 1e9
+            m = medians[name].values()
+            cpu = sum(x["server_cpu_s"] for x in m)
+            gb = sum(x["bytes"] for x in m) / 1e9
             out.setdefault("server", {})[name] = {
                 "cpu_s_per_gb": round(cpu / gb, 3) if gb else None,
-                "rss_bytes": max(m["server_rss"] for m in medians[name].values())}
+                "cpu_s_per_gb_by_workload": {wl: round(x["server_cores"] / (x["mbps"] / 1000), 3)
+                                             for wl, x in medians[name].items() if x["mbps"]},
+                "cpu_us_per_io": {wl: round(x["server_cores"] / x["iops"] * 1e6, 1)
+                                  for wl, x in medians[name].items() if x["iops"]},
+                "cores_busy": {wl: round(x["server_cores"], 2) for wl, x in medians[name].items()},
+                "rss_bytes": max(x["server_rss"] for x in m),
+                "rss_peak_bytes": max(x.get("server_rss_peak", 0) for x in m)}
     return out
+
+
+def _latency_added(medians: dict, a: str, b: str) -> float | None:
+    if a in medians and b in medians and "rr4k1" in medians[a] and "rr4k1" in medians[b]:
+        return round(medians[a]["rr4k1"]["lat_mean_us"] - medians[b]["rr4k1"]["lat_mean_us"], 1)
+    return None
+
+
+def targets(result: dict) -> list[dict]:
+    """Each target of the issue: measured value, goal, met, and the shortfall."""
+    rows = []
+    rat = result.get("ratios", {})
+    for pair, wls, goal in TARGETS:
+        for wl in wls:
+            value = rat.get(pair, {}).get(wl)
+            if value is not None:
+                rows.append({"what": f"{pair} {wl}", "value": value, "goal": goal, "met": value >= goal,
+                             "short_by": round(max(0.0, goal - value), 3)})
+    added = result.get("latency_added_us", {}).get("rr4k1")
+    if added is not None:
+        rows.append({"what": "QD1 latency added (us)", "value": added, "goal": LATENCY_TARGET_US,
+                     "met": added <= LATENCY_TARGET_US,
+                     "short_by": round(max(0.0, added - LATENCY_TARGET_US), 1)})
+    return rows
 
 
 def render_table(result: dict) -> str:
     med = result["medians"]
     lines = [f"{'workload':9} {'path':12} {'IOPS':>9} {'MB/s':>8} {'mean us':>8} {'p99 us':>8} "
-             f"{'srv CPU s':>9} {'OSD CPU s':>9}"]
+             f"{'srv cores':>9} {'fio cores':>9} {'OSD cores':>9} {'load':>5}"]
     workloads = result["config"]["workloads"]
     for wl in workloads:
         for path in result["config"]["paths"]:
@@ -44,15 +90,27 @@ def render_table(result: dict) -> str:
             if m:
                 lines.append(f"{wl:9} {path:12} {m['iops']:9.0f} {m['mbps']:8.1f} "
                              f"{m['lat_mean_us']:8.0f} {m['lat_p99_us']:8.0f} "
-                             f"{m['server_cpu_s']:9.2f} {m['osd_cpu_s']:9.2f}")
+                             f"{m.get('server_cores', 0):9.2f} {m.get('fio_cores', 0):9.2f} "
+                             f"{m.get('osd_cores', 0):9.2f} {m.get('load1', 0):5.1f}")
     lines.append("")
     for pair, values in result.get("ratios", {}).items():
         lines.append(f"{pair:20} " + "  ".join(f"{wl} {values[wl]:.2f}" for wl in workloads
                                                 if wl in values))
     if "latency_added_us" in result:
-        lines.append(f"QD1 4k read latency added over rbd: {result['latency_added_us']['rr4k1']:.0f} us")
+        other = result.get("latency_added_us_other", {})
+        lines.append(f"QD1 4k read latency added over rbd: {result['latency_added_us']['rr4k1']:.0f} us"
+                     + "".join(f"; {k}: {v:.0f} us" for k, v in other.items()))
     for name, s in result.get("server", {}).items():
-        lines.append(f"{name}: {s['cpu_s_per_gb']} CPU s per GB moved, RSS {s['rss_bytes'] >> 20} MiB")
+        lines.append(f"{name}: {s['cpu_s_per_gb']} CPU s per GB moved, RSS {s['rss_bytes'] >> 20} MiB "
+                     f"(peak {s.get('rss_peak_bytes', 0) >> 20} MiB)")
+    missed = [t for t in targets(result) if not t["met"]]
+    if missed:
+        lines.append("targets not met: " + ", ".join(f"{t['what']} {t['value']} (goal {t['goal']})"
+                                                     for t in missed))
+    load = result.get("load_average")
+    if load:
+        lines.append(f"load average at start {load['start'][0]:.1f}, at end {load['end'][0]:.1f} "
+                     f"({result['config'].get('cpus', '?')} CPUs)")
     return "\n".join(lines)
 
 
