@@ -38,6 +38,18 @@ def ratios(medians: dict) -> dict:
               if (v := _latency_added(medians, a, b)) is not None}
     if others:
         out["latency_added_us_other"] = others
+    total = {path: {wl: round((x.get("server_cores", 0) + x.get("fio_cores", 0) + x.get("osd_cores", 0))
+                              / x["iops"] * 1e6, 1)
+                    for wl, x in per_wl.items() if x["iops"]}
+             for path, per_wl in medians.items()}
+    if total:
+        out["cpu_us_per_io_all"] = total
+    if "gateway" in total and "rbd" in total:
+        # On a machine whose cores are all busy, throughput is bounded by CPU per I/O of the
+        # whole path (client, gateway and OSD): the ratio this bound allows.
+        out["cpu_bound_ratio"] = {"gateway/rbd": {
+            wl: round(total["rbd"][wl] / total["gateway"][wl], 3)
+            for wl in total["gateway"] if wl in total["rbd"] and total["gateway"][wl]}}
     for name in SERVER_PATHS:
         if name in medians:
             m = medians[name].values()
@@ -96,6 +108,9 @@ def render_table(result: dict) -> str:
     for pair, values in result.get("ratios", {}).items():
         lines.append(f"{pair:20} " + "  ".join(f"{wl} {values[wl]:.2f}" for wl in workloads
                                                 if wl in values))
+    for pair, values in result.get("cpu_bound_ratio", {}).items():
+        lines.append(f"{pair + ' CPU bound':20} " + "  ".join(f"{wl} {values[wl]:.2f}" for wl in workloads
+                                                            if wl in values))
     if "latency_added_us" in result:
         other = result.get("latency_added_us_other", {})
         lines.append(f"QD1 4k read latency added over rbd: {result['latency_added_us']['rr4k1']:.0f} us"
