@@ -38,6 +38,8 @@ PROP_CLIENT = "iqn.2026-01.org.bench:propagation"
 REGION = 16 << 20  # I/O (and prefill) within the first 16 MiB of each LUN: memstore holds it all
 LOAD_SOURCE = Path(__file__).with_name("scale_load.c")
 HOST_PREFIX = "127.0.9."
+# (direction, commands in flight per session): saturation, then latency at a light load, then writes.
+PHASES = (("read", 32), ("read", 2), ("write", 32))
 
 
 def load_driver() -> Path:
@@ -89,17 +91,20 @@ def render_scale(result: dict) -> str:
                   f"  config commit {s['commit_ms']:.0f} ms, applied {s['apply_ms']:.0f} ms after the commit",
                   f"  RSS MiB: empty {_mib(rss['empty'])}, {s['luns']} LUNs idle {_mib(rss['luns_idle'])} "
                   f"({_mib(rss['per_lun'])} per LUN), under load {_mib(rss['load_max'])} "
-                  f"({_mib(rss['per_session'])} per session), peak (VmHWM) {_mib(rss['hwm'])}",
-                  f"  {'phase':6} {'sessions':>8} {'LUNs':>5} {'IOPS':>8} {'MB/s':>7} {'mean us':>8} "
+                  f"({_mib(rss['per_session'])} per session), peak (VmHWM) {_mib(rss['hwm'])}; "
+                  f"{rss.get('threads_idle', '?')} threads idle",
+                  f"  {'phase':10} {'sessions':>8} {'LUNs':>5} {'IOPS':>8} {'MB/s':>7} {'mean us':>8} "
                   f"{'p99 us':>7} {'gw cores':>8} {'errors':>6}"]
         for ph in s["phases"]:
-            lines.append(f"  {ph['rw']:6} {ph['sessions_established']:>4}/{ph['sessions']:<3} "
+            lines.append(f"  {ph['phase']:10} {ph['sessions_established']:>4}/{ph['sessions']:<3} "
                          f"{ph['luns_touched']:>5} {ph['iops']:8.0f} {ph['mbps']:7.1f} "
                          f"{ph['lat_mean_us']:8.0f} {ph['lat_p99_us']:7.0f} {ph['gateway_cores']:8.2f} "
                          f"{ph['errors']:>6}")
         for ph in s["phases"]:
             g = ph.get("gateway_view", {})
-            lines.append(f"  {ph['rw']}: gateway saw {g.get('clients_logged_in', '?')} clients logged in, "
+            lines.append(f"  {ph['phase']}: OSD {ph.get('osd_cores', 0):.2f} cores, driver "
+                         f"{ph.get('driver_cores', 0):.2f}; gateway {ph.get('gateway_threads')} threads, "
+                         f"saw {g.get('clients_logged_in', '?')} clients logged in, "
                          f"{g.get('luns_with_io', '?')} LUNs with I/O; "
                          f"{ph['sessions_logged_out']} logged out cleanly, {ph['sessions_dropped']} dropped")
         lines.append(f"  after: gateway alive {s['alive_after']}, clients still logged in "
@@ -130,7 +135,8 @@ def run_scale(cluster: MiniCluster, workdir: Path, args: argparse.Namespace) -> 
                          "gateways": args.scale_gateways, "changes": args.scale_changes,
                          "runtime_s": runtime, "ramp_s": ramp, "image_size": size,
                          "region": min(size, REGION),
-                         "depth_per_session": 32, "bs": 4096, "cpus": pathmod.cpu_count(),
+                         "phases": [f"{rw} qd{d}" for rw, d in PHASES], "bs": 4096,
+                         "cpus": pathmod.cpu_count(),
                          "driver": "scale_load.c (libiscsi 1 session = 1 context, all LUNs on it)"},
               "load_average": {"start": pathmod.loadavg()}}
     result["scale"] = run_luns(cluster, workdir, args, runtime, ramp, size)
@@ -249,8 +255,10 @@ def run_luns(cluster: MiniCluster, workdir: Path, args: argparse.Namespace, runt
             rss["luns_idle"] = pathmod.rss_bytes(gw.pid)
             print(f"  scale: {len(names)} LUNs applied {(t2 - t1) * 1000:.0f} ms after the commit",
                   flush=True)
-            phases = [_phase(driver, gw, f"{host}:{port}", rw, args.scale_sessions, runtime, ramp, region)
-                      for rw in ("read", "write")]
+            rss["threads_idle"] = _threads(gw.pid)
+            osd = cluster._read_pid("osd.0")
+            phases = [_phase(driver, gw, osd, f"{host}:{port}", rw, depth, args.scale_sessions, runtime, ramp,
+                             region) for rw, depth in PHASES]
             rss["load_max"] = max(ph.pop("rss_max") for ph in phases)
             rss["hwm"] = pathmod.rss_bytes(gw.pid, "VmHWM")
             rss["per_lun"] = (rss["luns_idle"] - rss["empty"]) / max(1, len(names))
@@ -273,19 +281,28 @@ def _settled_logins(gw, timeout: float = 10.0) -> int | str:
         time.sleep(0.2)
 
 
-def _phase(driver: Path, gw, portal: str, rw: str, sessions: int, runtime: float, ramp: float,
-           region: int) -> dict:
-    cmd = [str(driver), portal, IQN, INITIATOR, str(sessions), "32", "4096", str(region),
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _phase(driver: Path, gw, osd: int | None, portal: str, rw: str, depth: int, sessions: int,
+           runtime: float, ramp: float, region: int) -> dict:
+    cmd = [str(driver), portal, IQN, INITIATOR, str(sessions), str(depth), "4096", str(region),
            str(runtime), str(ramp), rw]
     cpu0 = pathmod.cpu_seconds(gw.pid)
+    osd0 = pathmod.cpu_seconds(osd) if osd else 0.0
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    rss_max, view, mid = 0, {}, None
+    rss_max, view, mid, threads = 0, {}, None, 0
     try:
         while proc.poll() is None:
             rss_max = max(rss_max, pathmod.rss_bytes(gw.pid))
             if mid is None and time.monotonic() - t0 > ramp + runtime / 2:
                 mid, view = time.monotonic(), _scrape(gw)  # during the measured window
+                threads = _threads(gw.pid)
             time.sleep(0.25)
             if time.monotonic() - t0 > runtime + ramp + 300:
                 proc.kill()
@@ -296,12 +313,16 @@ def _phase(driver: Path, gw, portal: str, rw: str, sessions: int, runtime: float
             proc.wait(10)
     wall = time.monotonic() - t0
     cpu = pathmod.cpu_seconds(gw.pid) - cpu0
+    osd_cpu = (pathmod.cpu_seconds(osd) - osd0) if osd else 0.0
     if not out.strip():
         raise RuntimeError(f"scale_load failed ({proc.returncode}): {err[-2000:]}")
     res = json.loads(out)
-    res.update(gateway_cpu_s=cpu, wall_s=wall, gateway_cores=cpu / wall, rss_max=rss_max, gateway_view=view,
-               load1=pathmod.loadavg()[0], driver_stderr=err[-2000:])
-    print(f"  scale {rw}: {res['sessions_established']}/{sessions} sessions, {res['luns_touched']} LUNs, "
+    res.update(phase=f"{rw} qd{depth}", gateway_cpu_s=cpu, wall_s=wall, gateway_cores=cpu / wall,
+               osd_cores=osd_cpu / wall, driver_cores=res["driver_cpu_s"] / wall, rss_max=rss_max,
+               gateway_threads=threads, gateway_view=view, load1=pathmod.loadavg()[0],
+               driver_stderr=err[-2000:])
+    print(f"  scale {rw} qd{depth}/session: {res['sessions_established']}/{sessions} sessions, "
+          f"{res['luns_touched']} LUNs, "
           f"{res['iops']:.0f} IOPS, p99 {res['lat_p99_us']:.0f} us, gateway {res['gateway_cores']:.2f} cores",
           flush=True)
     return res
