@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.testing.bench.scale import parse_metrics, percentiles, render_scale
+from gateway.testing.bench.scale import render_scale
+from gateway.testing.bench.scale_parts import parse_metrics, percentiles
 
 
 def test_percentiles_use_the_nearest_rank():

@@ -17,65 +17,36 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
-import re
 import subprocess
-import threading
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 
-from gateway.testing.bench import fio as fiomod
 from gateway.testing.bench import paths as pathmod
+from gateway.testing.bench.scale_parts import (
+    BenchImages,
+    ReadyWatcher,
+    close_gateway_set,
+    gateway_set,
+    load_driver,
+    loop_cpu,
+    percentiles,
+    scrape,
+    size_arg,
+    threads,
+)
 from gateway.testing.minicluster import MiniCluster
 
 IQN = "iqn.2003-01.org.ceph.iscsi-gw:scale"
 INITIATOR = "iqn.2026-01.org.bench:scale"  # session i logs in as INITIATOR-<i:02d>
 PROP_CLIENT = "iqn.2026-01.org.bench:propagation"
 REGION = 16 << 20  # I/O (and prefill) within the first 16 MiB of each LUN: memstore holds it all
-LOAD_SOURCE = Path(__file__).with_name("scale_load.c")
 HOST_PREFIX = "127.0.9."
 # (direction, commands in flight per session): saturation, then latency at a light load, then writes.
 PHASES = (("read", 32), ("read", 2), ("write", 32))
 
 
-def load_driver() -> Path:
-    """``scale_load`` compiled against libiscsi (cached by source hash)."""
-    digest = hashlib.sha256(LOAD_SOURCE.read_bytes()).hexdigest()[:12]
-    binary = fiomod.CACHE / f"scale_load-{digest}"
-    if not binary.exists():
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        tmp = binary.with_suffix(f".{os.getpid()}")
-        subprocess.run(["cc", "-O2", "-Wall", "-o", str(tmp), str(LOAD_SOURCE), "-liscsi"], check=True,
-                       capture_output=True, timeout=120)
-        os.replace(tmp, binary)
-    return binary
-
-
 # ---- pure helpers (unit tested) ---------------------------------------------------------
-def percentiles(values: list[float], qs: tuple[int, ...] = (50, 90, 99)) -> dict[str, float]:
-    """Nearest-rank percentiles plus min, max and count (keys ``p50``, ``p99``, ``max`` ...)."""
-    if not values:
-        return {"count": 0}
-    xs = sorted(values)
-    out = {f"p{q}": xs[max(0, -(-q * len(xs) // 100) - 1)] for q in qs}
-    out.update(min=xs[0], max=xs[-1], count=len(xs))
-    return out
-
-
-def parse_metrics(text: str) -> dict[str, int]:
-    """Clients logged in, and (client, LUN) pairs with commands, from the gateway's metrics."""
-    logged = sum(1 for m in re.finditer(r"^ceph_iscsi_client_login\{.*\} (\S+)$", text, re.M)
-                 if float(m.group(1)) > 0)
-    pairs = [m.group(1) for m in re.finditer(r'^ceph_iscsi_lun_iops\{(.*)\} (\S+)$', text, re.M)
-             if float(m.group(2)) > 0]
-    luns = {re.search(r'lun_name="([^"]*)"', p).group(1) for p in pairs}
-    return {"clients_logged_in": logged, "client_lun_pairs_with_io": len(pairs), "luns_with_io": len(luns)}
-
-
 def _mib(n: float) -> str:
     return f"{n / (1 << 20):.1f}"
 
@@ -102,7 +73,8 @@ def render_scale(result: dict) -> str:
                          f"{ph['errors']:>6}")
         for ph in s["phases"]:
             g = ph.get("gateway_view", {})
-            lines.append(f"  {ph['phase']}: OSD {ph.get('osd_cores', 0):.2f} cores, driver "
+            lines.append(f"  {ph['phase']}: gateway loop thread {ph.get('loop_cores', 0):.2f} cores, "
+                         f"OSD {ph.get('osd_cores', 0):.2f}, driver "
                          f"{ph.get('driver_cores', 0):.2f}; gateway {ph.get('gateway_threads')} threads, "
                          f"saw {g.get('clients_logged_in', '?')} clients logged in, "
                          f"{g.get('luns_with_io', '?')} LUNs with I/O; "
@@ -130,7 +102,7 @@ def render_scale(result: dict) -> str:
 def run_scale(cluster: MiniCluster, workdir: Path, args: argparse.Namespace) -> dict:
     runtime = args.runtime or (5.0 if args.quick else 15.0)
     ramp = args.ramp if args.ramp is not None else 2.0
-    size = _size(args.image_size or "64M")
+    size = size_arg(args.image_size or "64M")
     result = {"config": {"luns": args.scale_luns, "sessions": args.scale_sessions,
                          "gateways": args.scale_gateways, "changes": args.scale_changes,
                          "runtime_s": runtime, "ramp_s": ramp, "image_size": size,
@@ -145,71 +117,6 @@ def run_scale(cluster: MiniCluster, workdir: Path, args: argparse.Namespace) -> 
     return result
 
 
-class _Images:
-    """The scale run's RBD images: created and prefilled before the gateway opens them."""
-
-    def __init__(self, cluster: MiniCluster, names: list[str], size: int, fill: int) -> None:
-        self.cluster, self.names, self.size, self.fill = cluster, names, size, fill
-
-    def __enter__(self) -> _Images:
-        import rbd
-
-        self.rados = self.cluster.rados_connect()
-        self.ioctx = self.rados.open_ioctx(self.cluster.pool)
-        existing = set(rbd.RBD().list(self.ioctx))
-        chunk = b"\x5a" * (4 << 20)
-        for name in self.names:
-            if name not in existing:
-                rbd.RBD().create(self.ioctx, name, self.size)
-            with rbd.Image(self.ioctx, name) as img:  # memstore reads written data at its real cost
-                for off in range(0, self.fill, len(chunk)):
-                    img.write(chunk[:min(len(chunk), self.fill - off)], off)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        import rbd
-
-        for name in self.names:
-            try:
-                rbd.RBD().remove(self.ioctx, name)
-            except Exception as e:  # the cluster may be going away with them
-                print(f"  could not remove {name}: {e}")
-        self.ioctx.close()
-        self.rados.shutdown()
-
-
-def _gateways(cluster: MiniCluster, workdir: Path, tag: str):
-    from gateway.testing.gateways import GatewayCluster
-
-    obj = f"bench-{tag}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    return GatewayCluster(cluster, workdir / tag, gateway_conf=obj,
-                          config={"logger_level": "WARNING", "minimum_gateways": 1})
-
-
-def _close(gc) -> None:
-    """Stop the gateways, then remove the config objects (after the store's watches closed)."""
-    objects = (gc.gateway_conf, f"{gc.gateway_conf}.status")
-    gc.close()
-    rados = gc.cluster.rados_connect()
-    try:
-        with rados.open_ioctx(gc.cluster.pool) as ioctx:
-            for obj in objects:
-                try:
-                    ioctx.remove_object(obj)
-                except Exception:  # already gone
-                    pass
-    finally:
-        rados.shutdown()
-
-
-def _scrape(gw) -> dict[str, int]:
-    try:
-        with urllib.request.urlopen(gw.metrics_url, timeout=10) as rsp:
-            return parse_metrics(rsp.read().decode())
-    except OSError as e:
-        return {"error": str(e)}
-
-
 def run_luns(cluster: MiniCluster, workdir: Path, args: argparse.Namespace, runtime: float, ramp: float,
              size: int) -> dict:
     from gateway.config import operations as ops
@@ -220,8 +127,8 @@ def run_luns(cluster: MiniCluster, workdir: Path, args: argparse.Namespace, runt
     names = [f"scale-{i:03d}" for i in range(args.scale_luns)]
     region = min(size, REGION)
     print(f"  scale: creating and prefilling {len(names)} images", flush=True)
-    with _Images(cluster, names, size, region):
-        gc = _gateways(cluster, workdir, "scale")
+    with BenchImages(cluster, names, size, region):
+        gc = gateway_set(cluster, workdir, "scale")
         try:
             port = free_port(host)
             gw = gc.add("scale-gw", host, port)
@@ -242,7 +149,7 @@ def run_luns(cluster: MiniCluster, workdir: Path, args: argparse.Namespace, runt
                     for name in names:
                         ops.add_client_lun(cfg, IQN, ini, f"{cluster.pool}/{name}")
 
-            watcher = _ReadyWatcher({"scale-gw": gw})
+            watcher = ReadyWatcher({"scale-gw": gw})
             t0 = time.monotonic()
             version = gc.store.update(define).version
             t1 = time.monotonic()
@@ -255,7 +162,7 @@ def run_luns(cluster: MiniCluster, workdir: Path, args: argparse.Namespace, runt
             rss["luns_idle"] = pathmod.rss_bytes(gw.pid)
             print(f"  scale: {len(names)} LUNs applied {(t2 - t1) * 1000:.0f} ms after the commit",
                   flush=True)
-            rss["threads_idle"] = _threads(gw.pid)
+            rss["threads_idle"] = threads(gw.pid)
             osd = cluster._read_pid("osd.0")
             phases = [_phase(driver, gw, osd, f"{host}:{port}", rw, depth, args.scale_sessions, runtime, ramp,
                              region) for rw, depth in PHASES]
@@ -269,40 +176,33 @@ def run_luns(cluster: MiniCluster, workdir: Path, args: argparse.Namespace, runt
                     "rss": rss, "phases": phases, "alive_after": gw.alive(),
                     "clients_logged_in_after": after}
         finally:
-            _close(gc)
+            close_gateway_set(gc)
 
 
 def _settled_logins(gw, timeout: float = 10.0) -> int | str:
     deadline = time.monotonic() + timeout
     while True:
-        got = _scrape(gw).get("clients_logged_in", "?")
+        got = scrape(gw).get("clients_logged_in", "?")
         if got == 0 or time.monotonic() > deadline:
             return got
         time.sleep(0.2)
-
-
-def _threads(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    return 0
 
 
 def _phase(driver: Path, gw, osd: int | None, portal: str, rw: str, depth: int, sessions: int,
            runtime: float, ramp: float, region: int) -> dict:
     cmd = [str(driver), portal, IQN, INITIATOR, str(sessions), str(depth), "4096", str(region),
            str(runtime), str(ramp), rw]
-    cpu0 = pathmod.cpu_seconds(gw.pid)
+    cpu0, loop0 = pathmod.cpu_seconds(gw.pid), loop_cpu(gw.pid)
     osd0 = pathmod.cpu_seconds(osd) if osd else 0.0
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    rss_max, view, mid, threads = 0, {}, None, 0
+    rss_max, view, mid, nthreads = 0, {}, None, 0
     try:
         while proc.poll() is None:
             rss_max = max(rss_max, pathmod.rss_bytes(gw.pid))
             if mid is None and time.monotonic() - t0 > ramp + runtime / 2:
-                mid, view = time.monotonic(), _scrape(gw)  # during the measured window
-                threads = _threads(gw.pid)
+                mid, view = time.monotonic(), scrape(gw)  # during the measured window
+                nthreads = threads(gw.pid)
             time.sleep(0.25)
             if time.monotonic() - t0 > runtime + ramp + 300:
                 proc.kill()
@@ -312,14 +212,15 @@ def _phase(driver: Path, gw, osd: int | None, portal: str, rw: str, depth: int, 
             proc.kill()
             proc.wait(10)
     wall = time.monotonic() - t0
-    cpu = pathmod.cpu_seconds(gw.pid) - cpu0
+    cpu, loop_s = pathmod.cpu_seconds(gw.pid) - cpu0, loop_cpu(gw.pid) - loop0
     osd_cpu = (pathmod.cpu_seconds(osd) - osd0) if osd else 0.0
     if not out.strip():
         raise RuntimeError(f"scale_load failed ({proc.returncode}): {err[-2000:]}")
     res = json.loads(out)
     res.update(phase=f"{rw} qd{depth}", gateway_cpu_s=cpu, wall_s=wall, gateway_cores=cpu / wall,
+               loop_cores=loop_s / wall,
                osd_cores=osd_cpu / wall, driver_cores=res["driver_cpu_s"] / wall, rss_max=rss_max,
-               gateway_threads=threads, gateway_view=view, load1=pathmod.loadavg()[0],
+               gateway_threads=nthreads, gateway_view=view, load1=pathmod.loadavg()[0],
                driver_stderr=err[-2000:])
     print(f"  scale {rw} qd{depth}/session: {res['sessions_established']}/{sessions} sessions, "
           f"{res['luns_touched']} LUNs, "
@@ -329,57 +230,13 @@ def _phase(driver: Path, gw, osd: int | None, portal: str, rw: str, depth: int, 
 
 
 # ---- propagation ------------------------------------------------------------------------
-class _ReadyWatcher:
-    """Polls each gateway's ready file every ``interval`` s: first time each shows a version."""
-
-    def __init__(self, gateways: dict, interval: float = 0.001) -> None:
-        self.gateways, self.interval = gateways, interval
-        self.target = 0
-        self.seen: dict[str, float] = {}
-        self.cond = threading.Condition()
-        self.stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def expect(self, version: int) -> None:
-        with self.cond:
-            self.target, self.seen = version, {}
-
-    def wait_all(self, timeout: float) -> dict[str, float]:
-        with self.cond:
-            self.cond.wait_for(lambda: len(self.seen) == len(self.gateways), timeout)
-            return dict(self.seen)
-
-    def _run(self) -> None:
-        mtimes: dict[str, int] = {}
-        while not self.stop:
-            for name, gw in self.gateways.items():
-                try:
-                    m = os.stat(gw.ready_path).st_mtime_ns
-                except OSError:
-                    continue
-                if m == mtimes.get(name):
-                    continue
-                info = gw.ready()
-                if info is None:
-                    continue
-                mtimes[name] = m
-                now = time.monotonic()
-                with self.cond:
-                    reached = self.target and info.get("applied_version", -1) >= self.target
-                    if reached and name not in self.seen:
-                        self.seen[name] = now
-                        self.cond.notify_all()
-            time.sleep(self.interval)
-
-
 def run_propagation(cluster: MiniCluster, workdir: Path, args: argparse.Namespace) -> dict:
     from gateway.config import operations as ops
 
     n = args.scale_gateways
     image = "scale-prop"
-    with _Images(cluster, [image], 64 << 20, 0):
-        gc = _gateways(cluster, workdir, "propagation")
+    with BenchImages(cluster, [image], 64 << 20, 0):
+        gc = gateway_set(cluster, workdir, "propagation")
         watcher = None
         try:
             names = [f"prop-gw{i + 1}" for i in range(n)]
@@ -397,7 +254,7 @@ def run_propagation(cluster: MiniCluster, workdir: Path, args: argparse.Namespac
             version = gc.store.update(define).version
             gc.start_all()
             gc.wait_applied(version, timeout=120)
-            watcher = _ReadyWatcher(gc.gateways)
+            watcher = ReadyWatcher(gc.gateways)
             commit, all_ms, api = [], [], []
             per: dict[str, list[float]] = {name: [] for name in names}
             for k in range(args.scale_changes):
@@ -433,9 +290,4 @@ def run_propagation(cluster: MiniCluster, workdir: Path, args: argparse.Namespac
         finally:
             if watcher is not None:
                 watcher.stop = True
-            _close(gc)
-
-
-def _size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    return int(text[:-1]) * units[text[-1].upper()] if text[-1].upper() in units else int(text)
+            close_gateway_set(gc)
