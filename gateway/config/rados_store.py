@@ -73,7 +73,7 @@ class _RadosSubscription:
         except Exception:  # a librados thread: never let a callback's bug escape into it
             log.exception("config watch callback failed")
 
-    def _on_error(self, err: int) -> None:
+    def _on_error(self, _watch_id: int, err: int) -> None:  # librados passes the watch id first
         log.warning("watch on %s broke (error %s); will re-establish", self._obj, err)
         self._broken = True
         self._deliver(None)

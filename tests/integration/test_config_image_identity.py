@@ -79,10 +79,18 @@ def test_follower_gets_changes_from_another_handle_through_the_watch(ioctx, obje
     writer.close()
 
 
+def test_watch_error_from_librados_reaches_the_subscriber(store, ioctx, object_name):
+    got: queue.Queue = queue.Queue()
+    sub = store.watch(got.put)
+    ioctx.remove_object(object_name)  # the OSD drops its watchers: librados calls the error callback
+    assert got.get(timeout=30) is None  # "re-read, you may have missed changes"
+    sub.close()
+
+
 def test_broken_watch_is_reestablished_by_check(store, ioctx, object_name):
     got: queue.Queue = queue.Queue()
     sub = store.watch(got.put)
-    sub._on_error(-errno.ENOTCONN)  # what librados reports when the watch session is lost
+    sub._on_error(0, -errno.ENOTCONN)  # what librados reports when the watch session is lost
     assert got.get(timeout=10) is None  # "re-read, you may have missed changes"
     assert sub.check()
     assert got.get(timeout=10) is None
