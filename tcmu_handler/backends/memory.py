@@ -149,7 +149,7 @@ class MemoryBackend:
     # -- Backend -----------------------------------------------------------------
     async def read(self, offset: int, length: int) -> memoryview:
         await self._enter("read", offset, length, False)
-        return memoryview(bytes(self.image.data[offset:offset + length]))
+        return memoryview(self.image.data[offset:offset + length])  # the slice is a copy
 
     async def write(self, offset: int, data, fua: bool = False) -> None:
         await self._enter("write", offset, len(data), True)

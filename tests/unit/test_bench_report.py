@@ -6,7 +6,7 @@ Pure functions of figures; the benchmark itself (scripts/bench) is not part of `
 from __future__ import annotations
 
 from gateway.testing.bench.fio import FIO_INITIATOR, _aggregate, iscsi_filename
-from gateway.testing.bench.report import ratios, render_table, targets
+from gateway.testing.bench.report import ratios, render_markdown, render_table, targets
 
 
 def _cell(iops: float, mbps: float, lat: float, cores: float = 0.5) -> dict:
@@ -94,3 +94,13 @@ def test_cpu_bound_ratio_compares_cpu_per_io_of_the_whole_path():
     assert out["cpu_us_per_io_all"]["rbd"]["rr4k32"] == 40.0
     assert out["cpu_us_per_io_all"]["gateway"]["rr4k32"] == 50.0
     assert out["cpu_bound_ratio"]["gateway/rbd"]["rr4k32"] == 0.8
+
+
+def test_markdown_report_has_every_cell_ratio_and_target():
+    med = _medians()
+    result = {"config": {"workloads": ["rr4k32", "rr4k1", "sw1m8"], "paths": ["rbd", "gateway", "tgt"]},
+              "medians": med, **ratios(med)}
+    text = render_markdown(result)
+    assert "| rr4k32 | gateway | 36000 | 144.0 | 880 | 2640 |" in text
+    assert "| gateway/rbd | 0.90 | 0.80 | 0.95 |" in text
+    assert "| gateway/rbd rr4k1 | 0.8 | 0.9 | no | 0.1 |" in text

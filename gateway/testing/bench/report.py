@@ -152,3 +152,40 @@ def write_chart(result: dict, png: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(png, dpi=110)
+
+
+def render_markdown(result: dict) -> str:
+    """The tables of docs/performance.md from a ``--json`` file (figures are never hand-copied)."""
+    med = result["medians"]
+    workloads = result["config"]["workloads"]
+    paths = [p for p in result["config"]["paths"] if p in med]
+    out = ["| workload | path | IOPS | MB/s | mean us | p99 us | server cores | client (fio) cores "
+           "| OSD cores |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for wl in workloads:
+        for path in paths:
+            m = med[path].get(wl)
+            if m:
+                out.append(f"| {wl} | {path} | {m['iops']:.0f} | {m['mbps']:.1f} | {m['lat_mean_us']:.0f} | "
+                           f"{m['lat_p99_us']:.0f} | {m.get('server_cores', 0):.2f} | "
+                           f"{m.get('fio_cores', 0):.2f} | {m.get('osd_cores', 0):.2f} |")
+    out += ["", "| ratio | " + " | ".join(workloads) + " |", "|---|" + "---:|" * len(workloads)]
+    rows = dict(result.get("ratios", {}))
+    rows.update({f"{k} (CPU bound)": v for k, v in result.get("cpu_bound_ratio", {}).items()})
+    for pair, values in rows.items():
+        out.append(f"| {pair} | " + " | ".join(f"{values[wl]:.2f}" if wl in values else "-"
+                                               for wl in workloads) + " |")
+    out += ["", "| target | measured | goal | met | short by |", "|---|---:|---:|---|---:|"]
+    for t in targets(result):
+        out.append(f"| {t['what']} | {t['value']} | {t['goal']} | {'yes' if t['met'] else 'no'} | "
+                   f"{t['short_by'] or ''} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # python -m gateway.testing.bench.report results.json
+    import json
+    import sys
+
+    data = json.loads(Path(sys.argv[1]).read_text())
+    data.update(ratios(data["medians"]))  # recomputed: the JSON may predate a new figure
+    print(render_markdown(data))
