@@ -130,6 +130,8 @@ def render_table(result: dict) -> str:
 
 
 def write_chart(result: dict, png: Path) -> None:
+    """Two panels: the RBD paths relative to librbd direct, and the protocol alone (our
+    portal on RAM against tgtd on /dev/shm).  One scale for both would hide the first."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,21 +139,28 @@ def write_chart(result: dict, png: Path) -> None:
 
     med = result["medians"]
     workloads = result["config"]["workloads"]
-    paths = [p for p in result["config"]["paths"] if p in med]
-    base = "rbd" if "rbd" in med else paths[0]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    width = 0.8 / max(len(paths), 1)
-    for i, path in enumerate(paths):
-        vals = [med[path][wl][metric(wl)] / med[base][wl][metric(wl)] if wl in med[path] else 0
-                for wl in workloads]
-        ax.bar([x + i * width for x in range(len(workloads))], vals, width, label=path)
-    ax.set_xticks([x + width * (len(paths) - 1) / 2 for x in range(len(workloads))], workloads)
-    ax.axhline(1.0, color="grey", linewidth=0.8)
-    ax.set_ylabel(f"throughput relative to {base}")
-    ax.set_title("IOPS (4k, 64k) and MB/s (1M) relative to librbd direct; rbd_cache=false")
-    ax.legend()
+    panels = [("over RBD: relative to librbd direct (rbd = 1)", "rbd", ["gateway", "tgt"]),
+              ("protocol alone: relative to tgtd on /dev/shm (tgt-shm = 1)", "tgt-shm", ["gateway-mem"])]
+    panels = [p for p in panels if p[1] in med and any(x in med for x in p[2])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
+    for ax, (title, base, paths) in zip(axes[0], panels, strict=True):
+        paths = [p for p in paths if p in med]
+        width = 0.8 / len(paths)
+        for i, path in enumerate(paths):
+            vals = [med[path][wl][metric(wl)] / med[base][wl][metric(wl)]
+                    if wl in med[path] and wl in med[base] and med[base][wl][metric(wl)] else 0
+                    for wl in workloads]
+            ax.bar([x + i * width for x in range(len(workloads))], vals, width, label=path)
+        ax.set_xticks([x + width * (len(paths) - 1) / 2 for x in range(len(workloads))], workloads)
+        ax.axhline(1.0, color="grey", linewidth=0.8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("IOPS (4k, 64k) or MB/s (1M), ratio")
+        ax.legend()
+    fig.suptitle("Same run, same cluster, rbd_cache = false on every path; medians of "
+                 f"{result['config'].get('reps', '?')} interleaved reps", fontsize=10)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
+    plt.close(fig)
 
 
 def render_markdown(result: dict) -> str:
@@ -182,10 +191,13 @@ def render_markdown(result: dict) -> str:
     return "\n".join(out)
 
 
-if __name__ == "__main__":  # python -m gateway.testing.bench.report results.json
+if __name__ == "__main__":  # python -m gateway.testing.bench.report results.json [--chart PNG]
     import json
     import sys
 
     data = json.loads(Path(sys.argv[1]).read_text())
     data.update(ratios(data["medians"]))  # recomputed: the JSON may predate a new figure
-    print(render_markdown(data))
+    if sys.argv[2:3] == ["--chart"]:
+        write_chart(data, Path(sys.argv[3]))
+    else:
+        print(render_markdown(data))
