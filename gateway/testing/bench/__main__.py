@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--image-size", default=None, help="image/LUN size (default 1G; quick 512M)")
     p.add_argument("--cluster", metavar="DIR", help="reuse (or create) the mini cluster in DIR")
     p.add_argument("--json", metavar="FILE", help="write every figure and the ratios as JSON")
-    p.add_argument("--chart", metavar="PNG", help="write a chart of the ratios (RBD paths to librbd, the protocol alone to tgt-shm)")
+    p.add_argument("--chart", metavar="PNG",
+                   help="write a chart of the ratios (RBD paths to librbd, the protocol alone to tgt-shm)")
     p.add_argument("--scale", action="store_true",
                    help="instead: 64 LUNs x 16 sessions on one gateway, and config propagation")
     p.add_argument("--scale-luns", type=int, default=64)
