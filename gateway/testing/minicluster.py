@@ -92,6 +92,7 @@ class MiniCluster:
         # For a cluster owned by a test run: its daemons get SIGTERM when the process that
         # started them dies, so an interrupted run leaves nothing behind.
         self.die_with_parent = die_with_parent
+        self._log_start: dict[str, int] = {}  # stderr offset where each daemon's run began
 
     # ---- paths -----------------------------------------------------------------
     @property
@@ -127,26 +128,68 @@ class MiniCluster:
 
     # ---- public verbs ------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> None:
-        """Create the cluster if needed, start every daemon, wait for the pool."""
+        """Create the cluster if needed, start every daemon, wait for the pool.
+
+        On failure the daemons this call started are stopped again, and the error says why
+        (with the log of this start only, not of earlier runs).
+        """
         deadline = time.monotonic() + timeout
+        started: list[str] = []
+        try:
+            self._start(deadline, started)
+        except BaseException:
+            self._stop_started(started)
+            raise
+
+    def _start(self, deadline: float, started: list[str]) -> None:
         if not self._state_path.exists():
             self._create()
         elif self.with_mgr and not self._state().get("with_mgr"):
             state = self._state()
             state["with_mgr"] = True
             self._state_path.write_text(json.dumps(state))
-        self._start_daemon(f"mon.{MON_ID}")
+        self._forget_dead()
+        self._start_daemon(f"mon.{MON_ID}", started)
         self._wait_mon(deadline)
         if not self._state().get("osd_created"):
             self._create_osd()
-        self._start_daemon(f"osd.{OSD_ID}")
+        self._start_daemon(f"osd.{OSD_ID}", started)
         if f"mgr.{MGR_ID}" in self._daemons():
             self._ensure_mgr_key()
-            self._start_daemon(f"mgr.{MGR_ID}")
+            self._start_daemon(f"mgr.{MGR_ID}", started)
         self._wait_osd_up(deadline)
         if not self._state().get("pool_created"):
             self._create_pool(deadline)
-        self._wait_pool_usable(deadline)
+        try:
+            self._wait_pool_usable(deadline)
+        except MiniClusterError as e:
+            if self._state().get("osd_created") and f"osd.{OSD_ID}" in started:
+                raise MiniClusterError(
+                    f"{e}. The OSD keeps its data in memory (memstore) and saves it only when "
+                    f"stopped cleanly: if it was killed (kill -9, a crash, the machine or session "
+                    f"ending), the pool's data is gone. Run `scripts/minicluster destroy "
+                    f"{self.dir}` and start again.") from e
+            raise
+
+    def _forget_dead(self) -> None:
+        """Drop the pid files of daemons that are no longer running (killed, not stopped)."""
+        for name in self._daemons():
+            pid = self._read_pid(name)
+            if pid is not None and not pid_alive(pid):
+                _reap(pid)
+                self._pid_path(name).unlink(missing_ok=True)
+
+    def _stop_started(self, started: list[str]) -> None:
+        for name in reversed(started):
+            pid = self._read_pid(name)
+            if pid is None:
+                continue
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _reap(pid)
+            self._pid_path(name).unlink(missing_ok=True)
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop the daemons of this cluster by their recorded pids."""
@@ -362,18 +405,21 @@ mgr initial modules =
         self._state_path.write_text(json.dumps(state))
 
     # ---- daemons -------------------------------------------------------------------
-    def _start_daemon(self, name: str) -> None:
+    def _start_daemon(self, name: str, started: list[str] | None = None) -> None:
         pid = self._read_pid(name)
         if pid is not None and pid_alive(pid):
             return
         kind, ident = name.split(".", 1)
         cmd = [f"ceph-{kind}", "-f", "--conf", str(self.conf_path), "-i", ident]
         log = open(self.dir / "log" / f"{name}.stderr", "ab")
+        self._log_start[name] = log.tell()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True,
                                 preexec_fn=_die_with_parent if self.die_with_parent else None)
         log.close()
         self._pid_path(name).write_text(str(proc.pid))
+        if started is not None:
+            started.append(name)
 
     def _read_pid(self, name: str) -> int | None:
         try:
@@ -430,7 +476,8 @@ mgr initial modules =
             if pid is not None and not pid_alive(pid):
                 _reap(pid)
                 err = (self.dir / "log" / f"{name}.stderr")
-                tail = err.read_text()[-2000:] if err.exists() else ""
+                text = err.read_bytes()[self._log_start.get(name, 0):] if err.exists() else b""
+                tail = text.decode(errors="replace")[-2000:]
                 raise MiniClusterError(f"{name} exited while waiting for {what}: {tail}")
 
     # ---- tools ---------------------------------------------------------------------

@@ -168,3 +168,30 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_killed_cluster_does_not_start_and_says_why_leaving_nothing_running(tmp_path):
+    """kill -9 (or a session ending) loses a memstore OSD's data: start must say so, stop
+    what it started, and not blame a stale pid from the earlier run."""
+    import os
+    import signal
+
+    from gateway.testing.minicluster import MiniClusterError
+
+    cluster = MiniCluster(tmp_path / "killed")
+    cluster.start()
+    try:
+        cluster.rbd("create", "--size", "16M", "lost")
+        for pid in cluster.status().running.values():
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(MiniClusterError) as err:
+            cluster.start(timeout=12)
+        assert "destroy" in str(err.value) and "memstore" in str(err.value)
+        assert "exited while waiting for the monitor" not in str(err.value)
+        assert not any(cluster.status().running.values())
+        # destroy + start is the way back
+        cluster.destroy()
+        cluster.start()
+        assert "lost" not in cluster.rbd("ls").split()
+    finally:
+        cluster.destroy()
