@@ -182,8 +182,14 @@ def test_a_killed_cluster_does_not_start_and_says_why_leaving_nothing_running(tm
     cluster.start()
     try:
         cluster.rbd("create", "--size", "16M", "lost")
-        for pid in cluster.status().running.values():
+        pids = list(cluster.status().running.values())
+        for pid in pids:
             os.kill(pid, signal.SIGKILL)
+        for pid in pids:  # gone, as after a session ended (they are children of this process)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:  # already reaped by subprocess' own clean-up
+                pass
         with pytest.raises(MiniClusterError) as err:
             cluster.start(timeout=12)
         assert "destroy" in str(err.value) and "memstore" in str(err.value)
