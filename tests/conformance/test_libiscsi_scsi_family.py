@@ -19,10 +19,10 @@ import fnmatch
 import uuid
 
 import pytest
-import rados
 import rbd
 from libiscsi_runner import INITIATOR_1, INITIATOR_2, counts, cu_binary, report, run_family
 from portal_process import running_portal
+from support.rbd_images import remove_image
 
 TARGET = "iqn.2003-01.org.ceph.iscsi-gw:libiscsi-scsi"
 MiB = 1 << 20
@@ -73,17 +73,7 @@ def images(ceph_cluster):
                          | rbd.RBD_FEATURE_OBJECT_MAP | rbd.RBD_FEATURE_FAST_DIFF)
     yield {key: f"{ceph_cluster.pool}/{name}" for key, (name, _size) in names.items()}
     for name, _size in names.values():
-        try:
-            with rbd.Image(ioctx, name) as img:
-                image_id = img.id()
-            rbd.RBD().remove(ioctx, name)
-            for oid in (f"gateway.pr.{image_id}", f"gateway.lock.{image_id}"):
-                try:
-                    ioctx.remove_object(oid)
-                except rados.ObjectNotFound:
-                    pass
-        except (rbd.Error, rados.Error):
-            pass
+        remove_image(ioctx, name)
     ioctx.close()
     cluster.shutdown()
 

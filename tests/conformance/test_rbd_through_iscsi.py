@@ -12,10 +12,10 @@ import subprocess
 import uuid
 
 import pytest
-import rados
 import rbd
 from iscsi_client import Client
 from portal_process import running_portal
+from support.rbd_images import remove_image
 
 TARGET = "iqn.2003-01.org.ceph.iscsi-gw:rbd-data"
 BS = 512
@@ -34,17 +34,7 @@ def image(ceph_cluster):
                      features=rbd.RBD_FEATURE_LAYERING | rbd.RBD_FEATURE_EXCLUSIVE_LOCK
                      | rbd.RBD_FEATURE_OBJECT_MAP | rbd.RBD_FEATURE_FAST_DIFF)
     yield ioctx, name
-    try:
-        with rbd.Image(ioctx, name) as img:
-            image_id = img.id()
-        rbd.RBD().remove(ioctx, name)
-        for oid in (f"gateway.pr.{image_id}", f"gateway.lock.{image_id}"):
-            try:
-                ioctx.remove_object(oid)
-            except rados.ObjectNotFound:
-                pass
-    except (rbd.Error, rados.Error):
-        pass
+    remove_image(ioctx, name)
     ioctx.close()
     cluster.shutdown()
 
