@@ -258,6 +258,8 @@ class ExclusiveLockPolicy:
                         asked, promised_until = owner, loop.time() + self.release_wait
                         how, delay = f"handed over by {owner}", _POLL_FIRST
                         continue
+                    if owner not in await be.lock_owners():
+                        continue  # it let the lock go meanwhile (closing, stopping): no fence
                     why = f"did not answer within {self.handoff_timeout:g} s"
                 else:
                     why = f"promised it but still holds it after {self.release_wait:g} s"

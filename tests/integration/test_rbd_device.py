@@ -228,6 +228,7 @@ CAW_WORKER = textwrap.dedent("""
                 pass
             else:
                 raise SystemExit("unexpected result %r" % (r,))
+        await disk.close()  # as a gateway stopping: hands the lock back, fences no one
         await be.close()
         print(json.dumps({{"won": won, "lock_acquired": disk.stats.lock_acquired,
                           "lock_breaks": disk.stats.lock_breaks}}))

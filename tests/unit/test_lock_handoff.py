@@ -101,6 +101,28 @@ def test_a_holder_that_does_not_answer_is_fenced_after_the_handoff_timeout():
     run(go())
 
 
+def test_a_holder_that_lets_the_lock_go_without_answering_is_not_fenced():
+    """A gateway closing its disks (stopping) may miss a request, but it releases the lock:
+    the asker sees it gone once its request went unanswered, and takes it without a fence."""
+    async def go():
+        gw1, gw2 = pair(timeout=0.05)
+        await ready(gw1, gw2)
+        assert await gw1.disk.lock.acquire()
+        gw1.backend.unresponsive = True  # busy closing: the request goes unanswered
+
+        async def close_meanwhile():
+            await asyncio.sleep(0.02)
+            await gw1.disk.close()
+        closing = asyncio.create_task(close_meanwhile())
+        good(await gw2.run(WRITE1, B))
+        await closing
+        locks = gw1.backend.image.locks
+        assert locks.blocklisted == set() and locks.breaks == 0
+        assert gw2.disk.stats.lock_breaks == 0 and locks.owner == gw2.backend.client
+        assert data(gw2) == B
+    run(go())
+
+
 def test_a_write_refused_because_its_gateway_was_fenced_is_busy_and_not_retried():
     async def go():
         gw1, gw2 = pair()
