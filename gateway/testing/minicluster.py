@@ -179,15 +179,21 @@ class MiniCluster:
                 _reap(pid)
                 self._pid_path(name).unlink(missing_ok=True)
 
-    def _stop_started(self, started: list[str]) -> None:
-        for name in reversed(started):
-            pid = self._read_pid(name)
-            if pid is None:
-                continue
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    def _stop_started(self, started: list[str], timeout: float = 10.0) -> None:
+        """SIGTERM first: a memstore OSD saves its data only on a clean stop."""
+        pids = {name: pid for name in reversed(started) if (pid := self._read_pid(name)) is not None}
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids.values():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + timeout
+            while any(pid_alive(p) for p in pids.values()) and time.monotonic() < deadline:
+                for p in pids.values():
+                    _reap(p)
+                time.sleep(0.05)
+        for name, pid in pids.items():
             _reap(pid)
             self._pid_path(name).unlink(missing_ok=True)
 
