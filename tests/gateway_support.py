@@ -9,6 +9,8 @@ import struct
 import subprocess
 from dataclasses import dataclass
 
+from support.tcp_initiator import TcpInitiator
+
 from gateway.iscsi.chap import ChapSecret
 from gateway.iscsi.initiator import CommandResult, Initiator, LoginOutcome
 
@@ -105,46 +107,21 @@ class Endpoint:
     port: int
 
 
-class Session:
+class Session(TcpInitiator):
     """gateway.iscsi.initiator driven over an asyncio TCP connection."""
+
+    default_timeout = 10.0
 
     def __init__(self, ip: str, port: int, target: str, name: str = INITIATOR_A, *,
                  user: str | None = CHAP_USER, password: str = CHAP_PASSWORD,
                  isid: bytes | None = None) -> None:
-        self.ip, self.port = ip, port
         kw = {"chap": ChapSecret(user, password)} if user else {}
         if isid is not None:
             kw["isid"] = isid
-        self.ini = Initiator(name, target, **kw)
-        self.events: list = []
-        self.closed = False
-
-    async def pump(self, until, timeout: float = 10.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            out = self.ini.data_to_send()
-            if out:
-                self.writer.write(out)
-                await self.writer.drain()
-            while (ev := self.ini.next_event()) is not None:
-                self.events.append(ev)
-            if until(self.events):
-                return
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            try:
-                data = await asyncio.wait_for(self.reader.read(1 << 20), remaining)
-            except TimeoutError:
-                return
-            if not data:
-                self.closed = True
-                return
-            self.ini.receive_data(data)
+        super().__init__(ip, port, Initiator(name, target, **kw))
 
     async def login(self) -> LoginOutcome:
-        self.reader, self.writer = await asyncio.open_connection(self.ip, self.port)
+        await self.connect()
         self.ini.start_login()
         await self.pump(lambda evs: any(isinstance(e, LoginOutcome) for e in evs))
         outcome = next((e for e in self.events if isinstance(e, LoginOutcome)), None)

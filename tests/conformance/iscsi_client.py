@@ -2,47 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
+from support.tcp_initiator import TcpInitiator
 
 from gateway.iscsi.initiator import CommandResult, Initiator, LoginOutcome
 
 
-class Client:
+class Client(TcpInitiator):
     """One iSCSI session: login, SCSI commands, task management, over TCP."""
 
     def __init__(self, ip: str, port: int, name: str, target: str, **kw) -> None:
-        self.ip = ip
-        self.port = port
-        self.ini = Initiator(name, target, **kw)
-        self.events: list = []
-        self.closed = False
-
-    async def connect(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(self.ip, self.port)
-
-    async def pump(self, until=lambda events: False, timeout: float = 5.0) -> list:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            out = self.ini.data_to_send()
-            if out:
-                self.writer.write(out)
-                await self.writer.drain()
-            while (ev := self.ini.next_event()) is not None:
-                self.events.append(ev)
-            if until(self.events):
-                return self.events
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return self.events
-            try:
-                data = await asyncio.wait_for(self.reader.read(1 << 20), remaining)
-            except TimeoutError:
-                return self.events
-            if not data:
-                self.closed = True
-                return self.events
-            self.ini.receive_data(data)
+        super().__init__(ip, port, Initiator(name, target, **kw))
 
     async def login(self) -> LoginOutcome:
         await self.connect()
