@@ -17,9 +17,7 @@ from typing import Any
 from flask import Request
 
 from api.errors import ApiError, bad_request
-
-TRUE = frozenset({"true", "yes", "1", "on"})
-FALSE = frozenset({"false", "no", "0", "off"})
+from gateway.settings import bool_word
 
 
 class Params:
@@ -71,13 +69,9 @@ class Params:
         value = self.values.get(name)
         if value is None or value == "":
             return default
-        if isinstance(value, bool):
-            return value
-        word = str(value).strip().lower()
-        if word in TRUE:
-            return True
-        if word in FALSE:
-            return False
+        flag = bool_word(value)
+        if flag is not None:
+            return flag
         raise bad_request(f"parameter '{name}' must be true or false, got {str(value)[:40]!r}")
 
     def integer(self, name: str, default: int | None = None, low: int | None = None,

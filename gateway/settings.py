@@ -32,6 +32,17 @@ log = logging.getLogger(__name__)
 
 TRUE_WORDS = frozenset({"true", "yes", "1", "on"})
 FALSE_WORDS = frozenset({"false", "no", "0", "off"})
+
+
+def bool_word(value: Any) -> bool | None:
+    """A boolean, or one of the words for one (true/yes/1/on, false/no/0/off, any case);
+    None for anything else (the caller says what was expected, in its own terms)."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    return True if word in TRUE_WORDS else False if word in FALSE_WORDS else None
+
+
 LOG_LEVEL_NAMES = {"CRITICAL": 50, "ERROR": 40, "WARNING": 30, "INFO": 20, "DEBUG": 10}
 
 
@@ -62,13 +73,9 @@ class Setting:
         if self.kind == "str":
             return str(raw).strip()
         if self.kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            word = str(raw).strip().lower()
-            if word in TRUE_WORDS:
-                return True
-            if word in FALSE_WORDS:
-                return False
+            flag = bool_word(raw)
+            if flag is not None:
+                return flag
             raise SettingsError(f"{where}: expected a boolean (true/false, yes/no, 1/0), got {raw!r}")
         if self.kind == "int":
             return self._parse_int(raw, where)

@@ -16,11 +16,9 @@ from configshell_fb import ExecutionError
 from gateway.config import validation
 from gateway.config.errors import ValidationError
 from gateway.config.model import ChapAuth
-from gateway.settings import DISK_CONTROLS, TARGET_CONTROLS, Setting, SettingsError
+from gateway.settings import DISK_CONTROLS, TARGET_CONTROLS, Setting, SettingsError, bool_word
 
 MAX_COUNT = 10
-TRUE_WORDS = ("true", "yes", "1", "on")
-FALSE_WORDS = ("false", "no", "0", "off")
 CHAP_FIELDS = ("username", "password", "mutual_username", "mutual_password")
 _CLONE = re.compile(r"^([^/@]+)/([^/@]+)@([^/@]+)$")
 _RATE = re.compile(r"^(\d+)([KMGT]?)(?:B|B/S|/S)?$", re.IGNORECASE)
@@ -43,13 +41,9 @@ def _check(fn, *args, **kwargs) -> Any:
 def parse_bool(value: Any, name: str, default: bool = False) -> bool:
     if value is None:
         return default
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
+    flag = bool_word(value)
+    if flag is not None:
+        return flag
     raise CommandError(f"{name} must be true or false, got {value!r}")
 
 
